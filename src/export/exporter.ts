@@ -17,7 +17,9 @@ import {createHfWriter} from './hf.js'
 import {createImageFolderWriter} from './imagefolder.js'
 import {canonicalJson, emptyCounts, listExportFiles, MANIFEST_FILE, mlcapVersion, readManifest, writeManifest, type ExportCounts} from './manifest.js'
 import {createCsvWriter, createJsonlWriter} from './rowsFormat.js'
-import {CAPTION_MODES, exportParameterError, selectedCaptions, validateSample, type CaptionMode, type ExportSample} from './sample.js'
+import {HashThread} from './hashThread.js'
+import {ImageHashChecks} from './imageHashChecks.js'
+import {CAPTION_MODES, exportParameterError, selectedCaptions, validateSampleFields, type CaptionMode, type ExportSample} from './sample.js'
 import {createWebDatasetWriter} from './webdataset.js'
 import {FileHashes, type FormatDefinition, type FormatWriter} from './writer.js'
 
@@ -157,7 +159,9 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
   await mkdir(staging)
   const definition: FormatDefinition = EXPORT_FORMATS[options.format]
   const version = mlcapVersion()
-  const hashes = new FileHashes()
+  // files are hashed for the manifest, and images checked against their sha256, on the other cores
+  const hashes = new FileHashes(HashThread.start())
+  const imageChecks = new ImageHashChecks(hashes.thread)
   let writer: FormatWriter | undefined
   let written = 0
   try {
@@ -166,7 +170,8 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
     const keys = new Set<string>()
     for await (const sample of samples) {
       if (signal?.aborted) throw abortError(signal, written, outDir)
-      validateSample(sample, written)
+      validateSampleFields(sample, written)
+      await imageChecks.add(sample, written)
       if (keys.has(sample.key)) {
         throw exportParameterError(`sample #${written} key`, 'a key not used by an earlier sample', sample.key, 'sample keys must be unique within an export')
       }
@@ -185,6 +190,7 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
         hint: 'check that gold.pairs has rows for the selection (mlcap etl run gold)',
       })
     }
+    await imageChecks.settle()
     await writer.finish()
     if (signal?.aborted) throw abortError(signal, written, outDir)
     const files = await listExportFiles(staging, hashes)
@@ -214,5 +220,6 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
     throw error
   } finally {
     await writer?.close()
+    await hashes.thread?.close()
   }
 }

@@ -27,6 +27,11 @@ export interface ExportSample {
   sha256: string
   /** Encoded image bytes, written out unchanged. */
   image: Buffer
+  /**
+   * The immutable file `image` was read from (a lake object), if any: the export then checks
+   * `sha256` by reading this file again on its hash thread instead of hashing on the main thread.
+   */
+  imageFile?: string
   imageExt: ImageExt
   split: Split
   /** At least one, in a deterministic order; the first is "the" caption. */
@@ -89,6 +94,9 @@ export function validateSampleFields(sample: ExportSample, index: number): void 
   }
   if (!(sample.image instanceof Uint8Array) || sample.image.length === 0) {
     throw exportParameterError(at('image'), 'a non-empty Buffer of encoded image bytes', sample.image, fix)
+  }
+  if (sample.imageFile !== undefined && (typeof sample.imageFile !== 'string' || sample.imageFile === '')) {
+    throw exportParameterError(at('imageFile'), 'the path of the file image was read from, or undefined', sample.imageFile, fix)
   }
   if (!(IMAGE_EXTS as readonly string[]).includes(sample.imageExt)) {
     throw exportParameterError(at('imageExt'), `one of ${IMAGE_EXTS.join(', ')}`, sample.imageExt, fix)

@@ -9,7 +9,10 @@ import {createReadStream} from 'node:fs'
 import {mkdir, open, type FileHandle} from 'node:fs/promises'
 import {dirname} from 'node:path'
 import {MlcapError} from '../lake/errors.js'
+import {type FileHash, type FollowedFile, type HashThread} from './hashThread.js'
 import type {CaptionMode, ExportSample} from './sample.js'
+
+export type {FileHash} from './hashThread.js'
 
 export interface WriterOptions {
   /** The staging folder the writer fills (exists, empty). */
@@ -25,19 +28,16 @@ export interface WriterOptions {
   hashes?: FileHashes
 }
 
-/** The size and SHA-256 of a written file, by absolute path, as its writer computed them while writing it. */
-export interface FileHash {
-  bytes: number
-  sha256: string
-}
-
 /**
  * Sizes and hashes recorded by the writers while writing, so that the manifest does not
- * read every output file back. A file not recorded here (e.g. one DuckDB wrote) is hashed
- * from disk; a recorded size that does not match the file on disk is ignored the same way.
+ * read every output file back. A file not recorded here is hashed from disk; a recorded
+ * size that does not match the file on disk is ignored the same way. With a `thread`,
+ * FileSinks hash on another core (see hashThread.ts) instead of on the main thread.
  */
 export class FileHashes {
   private readonly known = new Map<string, FileHash>()
+
+  constructor(readonly thread?: HashThread) {}
 
   record(path: string, hash: FileHash): void {
     this.known.set(path, hash)
@@ -129,11 +129,18 @@ export class FileSink {
   private pendingBytes = 0
   private inFlight: Promise<void> | undefined
   private closed = false
-  private readonly hash: Hash = createHash('sha256')
+  /** Hashes in this thread, unless `hashes` has a hash thread following the file. */
+  private readonly hash: Hash | undefined
+  private readonly followed: FollowedFile | undefined
   /** Bytes accepted so far (buffered or on disk). */
   bytes = 0
+  /** Bytes written to the file so far. */
+  private onDisk = 0
 
-  private constructor(private readonly handle: FileHandle, readonly path: string, private readonly hashes?: FileHashes) {}
+  private constructor(private readonly handle: FileHandle, readonly path: string, private readonly hashes?: FileHashes) {
+    this.followed = hashes?.thread?.follow(path)
+    if (!this.followed) this.hash = createHash('sha256')
+  }
 
   static async create(path: string, hashes?: FileHashes): Promise<FileSink> {
     await ensureDir(dirname(path))
@@ -144,7 +151,7 @@ export class FileSink {
     if (this.closed) throw new MlcapError('EXPORT_SINK_CLOSED', `export: cannot write to ${this.path} after it was closed`)
     const data = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk
     if (data.byteLength === 0) return
-    this.hash.update(data)
+    this.hash?.update(data)
     this.bytes += data.byteLength
     this.pending.push(data)
     this.pendingBytes += data.byteLength
@@ -166,7 +173,8 @@ export class FileSink {
     } finally {
       await this.handle.close()
     }
-    this.hashes?.record(this.path, {bytes: this.bytes, sha256: this.hash.digest('hex')})
+    const hash = this.followed ? await this.followed.finish(this.bytes) : {bytes: this.bytes, sha256: this.hash!.digest('hex')}
+    this.hashes?.record(this.path, hash)
   }
 
   /** Closes without flushing (after a failure; the file is discarded with the staging folder). */
@@ -174,6 +182,7 @@ export class FileSink {
     if (this.closed) return
     this.closed = true
     this.pending = []
+    this.followed?.drop()
     try {
       await this.settle()
     } catch {
@@ -188,9 +197,13 @@ export class FileSink {
     await this.settle()
     if (this.pendingBytes === 0) return
     const batch = this.pending
+    const batchBytes = this.pendingBytes
     this.pending = []
     this.pendingBytes = 0
-    const writing = writevFully(this.handle, batch)
+    const writing = writevFully(this.handle, batch).then(() => {
+      this.onDisk += batchBytes
+      this.followed?.advance(this.onDisk)
+    })
     writing.catch(() => undefined) // awaited by the next settle(); never an unhandled rejection meanwhile
     this.inFlight = writing
   }
