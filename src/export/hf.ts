@@ -14,21 +14,21 @@
  * `datasets` serializes them (json.dumps of {"info": {"features": …}}), so `image` decodes
  * to a PIL image. Lists use the `Sequence` spelling, which datasets 2.x, 3.x and 4.x all read.
  *
- * Rows are buffered in an in-memory DuckDB (one thread, so row order and row groups are
- * deterministic) and flushed with COPY every `shardSize` rows or `maxShardBytes` bytes,
- * which keeps memory flat. Row groups hold 100 rows, as `datasets` uses for image data.
+ * Shards are written by mlcap's own ParquetWriter straight to the file, row group by row
+ * group (100 rows, as `datasets` uses for image data), so memory holds one row group. A shard
+ * closes after `shardSize` rows or once its images and captions reach `maxShardBytes`; it is
+ * written under a staging name and renamed when the shard count of its split is known.
  *
  * Pages are stored uncompressed. The rows are almost all encoded image bytes, which general
- * compression cannot shrink (zstd saved 0.0% on the benchmark's JPEGs and made the COPY 2-5×
- * slower: 1.0-1.7 s against 0.2-0.5 s for 2,000 images, 235 MB); the caption columns it could
- * shrink are well under 1% of a shard. Uncompressed Parquet is also the one every reader
- * opens without an extra codec (hyparquet needs a plug-in for zstd).
+ * compression cannot shrink (zstd saved 0.0% on the benchmark's JPEGs); the caption columns
+ * it could shrink are well under 1% of a shard. Uncompressed Parquet is also the one every
+ * reader opens without an extra codec (hyparquet needs a plug-in for zstd).
  */
 import {rename} from 'node:fs/promises'
 import {join} from 'node:path'
-import {DuckDBInstance, LIST, VARCHAR, listValue, quotedString, type DuckDBAppender, type DuckDBConnection} from '@duckdb/node-api'
-import {imageFileName, selectedCaptions, SPLITS, type CaptionMode, type Split} from './sample.js'
-import {ensureDir, hashFile, shardName, type FileHash, type FormatWriter, type WriterOptions} from './writer.js'
+import {ParquetWriter, type ParquetField, type ParquetRow} from './parquetWriter.js'
+import {imageFileName, selectedCaptions, type CaptionMode, type ExportSample, type Split} from './sample.js'
+import {FileSink, shardName, type FormatWriter, type WriterOptions} from './writer.js'
 
 export const HF_ROW_GROUP_SIZE = 100
 
@@ -66,106 +66,91 @@ export function hfShardPath(split: Split, index: number, total: number): string 
   return `data/${split}-${shardName(index)}-of-${shardName(total)}.parquet`
 }
 
-export function createHfWriter(options: WriterOptions): FormatWriter {
-  const all = options.captions === 'all'
-  const textColumns = all ? 'captions VARCHAR[], caption_ids VARCHAR[]' : 'text VARCHAR, caption_id VARCHAR'
-  const textSelect = all ? 'captions, caption_ids' : 'text, caption_id'
-  const metadata = hfSchemaMetadata(options.captions)
-  const buffered = new Map<Split, {rows: number; bytes: number}>()
-  const shards = new Map<Split, string[]>() // staged file names per split, in order
-  // Each shard is hashed (for the manifest) while DuckDB writes the next one.
-  const hashing = new Map<string, Promise<FileHash>>()
-  let instance: DuckDBInstance | undefined
-  let connection: DuckDBConnection | undefined
-  const appenders = new Map<Split, DuckDBAppender>()
+/** The Parquet columns of an export, in the order of hfFeatures. */
+function hfFields(captions: CaptionMode): ParquetField[] {
+  return [
+    {name: 'image', type: 'struct', fields: [{name: 'bytes', type: 'binary'}, {name: 'path', type: 'string'}]},
+    ...(captions === 'all'
+      ? [{name: 'captions', type: 'list', element: 'string'}, {name: 'caption_ids', type: 'list', element: 'string'}] as const
+      : [{name: 'text', type: 'string'}, {name: 'caption_id', type: 'string'}] as const),
+    {name: 'key', type: 'string'},
+    {name: 'sha256', type: 'string'},
+    {name: 'split', type: 'string'},
+    {name: 'width', type: 'int32'},
+    {name: 'height', type: 'int32'},
+  ]
+}
 
-  async function connect(): Promise<DuckDBConnection> {
-    if (connection) return connection
-    instance = await DuckDBInstance.create(':memory:', {threads: '1'})
-    connection = await instance.connect()
-    for (const split of SPLITS) {
-      await connection.run(`CREATE TABLE ${split}_rows (image_bytes BLOB, image_path VARCHAR, ${textColumns}, key VARCHAR, sha256 VARCHAR, split VARCHAR, width INTEGER, height INTEGER)`)
-    }
-    await ensureDir(join(options.dir, 'data'))
-    return connection
+function hfRow(sample: ExportSample, captions: CaptionMode): ParquetRow {
+  const selected = selectedCaptions(sample, captions)
+  return {
+    image: {bytes: sample.image, path: imageFileName(sample)},
+    ...(captions === 'all'
+      ? {captions: selected.map((caption) => caption.text), caption_ids: selected.map((caption) => caption.captionId)}
+      : {text: selected[0].text, caption_id: selected[0].captionId}),
+    key: sample.key,
+    sha256: sample.sha256,
+    split: sample.split,
+    width: sample.width,
+    height: sample.height,
   }
+}
 
-  async function flush(split: Split): Promise<void> {
-    const state = buffered.get(split)
-    if (!state || state.rows === 0 || !connection) return
-    appenders.get(split)?.closeSync() // flushes its rows into the table
-    appenders.delete(split)
-    const staged = shards.get(split) ?? []
-    const name = `data/.staging-${split}-${shardName(staged.length)}.parquet`
-    await connection.run(
-      `COPY (SELECT {'bytes': image_bytes, 'path': image_path} AS image, ${textSelect}, key, sha256, split, width, height FROM ${split}_rows) ` +
-        `TO ${quotedString(join(options.dir, name))} ` +
-        `(FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE ${HF_ROW_GROUP_SIZE}, KV_METADATA {huggingface: ${quotedString(metadata)}})`,
-    )
-    const hashed = hashFile(join(options.dir, name))
-    hashed.catch(() => undefined) // awaited in finish; an export that fails first discards the file
-    hashing.set(name, hashed)
-    await connection.run(`DELETE FROM ${split}_rows`)
-    staged.push(name)
-    shards.set(split, staged)
-    buffered.set(split, {rows: 0, bytes: 0})
+interface OpenShard {
+  sink: FileSink
+  parquet: ParquetWriter
+  rows: number
+  bytes: number
+}
+
+export function createHfWriter(options: WriterOptions): FormatWriter {
+  const fields = hfFields(options.captions)
+  const metadata = {huggingface: hfSchemaMetadata(options.captions)}
+  const open = new Map<Split, OpenShard>()
+  const staged = new Map<Split, string[]>() // closed shards per split, under staging names, in order
+
+  async function closeShard(split: Split): Promise<void> {
+    const shard = open.get(split)
+    if (!shard) return
+    open.delete(split)
+    await shard.parquet.finish()
+    await shard.sink.close()
   }
 
   return {
     async add(sample) {
-      const db = await connect()
-      const captions = selectedCaptions(sample, options.captions)
-      let appender = appenders.get(sample.split)
-      if (!appender) {
-        appender = await db.createAppender(`${sample.split}_rows`)
-        appenders.set(sample.split, appender)
+      let shard = open.get(sample.split)
+      if (!shard) {
+        const names = staged.get(sample.split) ?? []
+        staged.set(sample.split, names)
+        const path = join(options.dir, 'data', `.staging-${sample.split}-${shardName(names.length)}.parquet`)
+        names.push(path)
+        const sink = await FileSink.create(path, options.hashes)
+        shard = {sink, parquet: new ParquetWriter(sink, fields, {rowGroupSize: HF_ROW_GROUP_SIZE, keyValueMetadata: metadata, createdBy: `mlcap version ${options.mlcapVersion}`}), rows: 0, bytes: 0}
+        open.set(sample.split, shard)
       }
-      appender.appendBlob(sample.image)
-      appender.appendVarchar(imageFileName(sample))
-      if (all) {
-        appender.appendList(listValue(captions.map((caption) => caption.text)), LIST(VARCHAR))
-        appender.appendList(listValue(captions.map((caption) => caption.captionId)), LIST(VARCHAR))
-      } else {
-        appender.appendVarchar(captions[0].text)
-        appender.appendVarchar(captions[0].captionId)
-      }
-      appender.appendVarchar(sample.key)
-      appender.appendVarchar(sample.sha256)
-      appender.appendVarchar(sample.split)
-      appender.appendInteger(sample.width)
-      appender.appendInteger(sample.height)
-      appender.endRow()
-      const state = buffered.get(sample.split) ?? {rows: 0, bytes: 0}
-      state.rows++
-      state.bytes += sample.image.length + captions.reduce((total, caption) => total + Buffer.byteLength(caption.text), 0)
-      buffered.set(sample.split, state)
-      if (state.rows >= options.shardSize || state.bytes >= options.maxShardBytes) await flush(sample.split)
+      await shard.parquet.write(hfRow(sample, options.captions))
+      shard.rows++
+      shard.bytes += sample.image.length + selectedCaptions(sample, options.captions).reduce((total, caption) => total + Buffer.byteLength(caption.text), 0)
+      if (shard.rows >= options.shardSize || shard.bytes >= options.maxShardBytes) await closeShard(sample.split)
     },
 
     async finish() {
-      for (const split of SPLITS) await flush(split)
-      for (const [split, staged] of shards) {
-        for (const [index, name] of staged.entries()) {
-          const final = join(options.dir, hfShardPath(split, index, staged.length))
-          await rename(join(options.dir, name), final)
-          options.hashes?.record(final, await hashing.get(name)!)
+      for (const split of [...open.keys()].sort()) await closeShard(split)
+      for (const [split, names] of staged) {
+        for (const [index, name] of names.entries()) {
+          const final = join(options.dir, hfShardPath(split, index, names.length))
+          await rename(name, final)
+          const hash = options.hashes?.get(name)
+          if (hash) options.hashes!.record(final, hash)
         }
       }
     },
 
     async close() {
-      for (const appender of appenders.values()) {
-        try {
-          appender.closeSync()
-        } catch {
-          // closing after a failed export: the rows are discarded with the staging folder
-        }
-      }
-      appenders.clear()
-      connection?.closeSync()
-      instance?.closeSync()
-      connection = undefined
-      instance = undefined
+      const shards = [...open.values()]
+      open.clear()
+      await Promise.allSettled(shards.map((shard) => shard.sink.discard()))
     },
   }
 }
