@@ -1,17 +1,20 @@
 /**
  * writeExport: one ordered stream of samples → one complete training-set folder.
  *
- * Atomic: everything is written into a sibling `<outDir>.partial-<random>` folder, the
- * manifest last, and only then renamed to `outDir`. A failed or aborted export removes
- * its staging folder; a killed one leaves only a `.partial-` folder without a manifest,
- * which never looks complete. An existing non-empty `outDir` is kept unless
+ * Atomic: everything is written into a sibling `<outDir>.partial-<host>-<pid>-<random>`
+ * folder, the manifest last, and only then renamed to `outDir`. A failed or aborted export
+ * removes its staging folder; a killed one leaves only a `.partial-` folder without a
+ * manifest, which never looks complete, and the next export to the same `outDir` on this
+ * host removes it once its process is gone. An existing non-empty `outDir` is kept unless
  * `overwrite: true`, and then only if it is an earlier mlcap export (it has a manifest):
  * it is replaced after the new export is complete.
  */
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
+import {hostname} from 'node:os'
 import {mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 import {MlcapError, UsageError} from '../lake/errors.js'
+import {processAlive} from '../lake/runs.js'
 import {createCocoWriter} from './coco.js'
 import {createHfWriter} from './hf.js'
 import {createImageFolderWriter} from './imagefolder.js'
@@ -125,6 +128,32 @@ function abortError(signal: AbortSignal, written: number, outDir: string): Mlcap
   })
 }
 
+/** This host, as it appears in staging folder names (a hash: host names may hold dashes). */
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8)
+
+function stagingPath(outDir: string): string {
+  return `${outDir}.partial-${HOST_TAG}-${process.pid}-${randomBytes(6).toString('hex')}`
+}
+
+/**
+ * Removes staging folders that earlier exports to `outDir` on this host left when they were
+ * killed (their process is gone). Folders of live exports and of other hosts are kept.
+ */
+async function removeAbandonedStaging(outDir: string): Promise<void> {
+  const prefix = `${basename(outDir)}.partial-`
+  let names: string[]
+  try {
+    names = await readdir(dirname(outDir))
+  } catch {
+    return // no parent folder yet: nothing was left there
+  }
+  for (const name of names) {
+    const owner = name.startsWith(prefix) ? /^([0-9a-f]{8})-(\d+)-[0-9a-f]{12}$/.exec(name.slice(prefix.length)) : null
+    if (owner === null || owner[1] !== HOST_TAG || processAlive(Number(owner[2]))) continue
+    await rm(join(dirname(outDir), name), {recursive: true, force: true})
+  }
+}
+
 /** Moves the finished staging folder into place; replaces an earlier export only when allowed. */
 async function publish(staging: string, outDir: string, overwrite: boolean): Promise<boolean> {
   const state = await folderState(outDir)
@@ -154,8 +183,9 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
   if (initial === 'other' || (initial === 'export' && !overwrite)) throw refuseOutDir(outDir, initial)
   if (signal?.aborted) throw abortError(signal, 0, outDir)
 
+  await removeAbandonedStaging(outDir)
   await mkdir(dirname(outDir), {recursive: true})
-  const staging = `${outDir}.partial-${randomBytes(6).toString('hex')}`
+  const staging = stagingPath(outDir)
   await mkdir(staging)
   const definition: FormatDefinition = EXPORT_FORMATS[options.format]
   const version = mlcapVersion()

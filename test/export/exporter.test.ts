@@ -1,7 +1,9 @@
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
+import {spawn} from 'node:child_process'
 import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {EXPORT_FORMATS, writeExport, type ExportFormat} from '../../src/export/exporter.js'
 import {verifyExport} from '../../src/export/manifest.js'
 import {makeSamples, readTree, sha256, streamOf, tempDir} from './fixtures.js'
@@ -145,4 +147,39 @@ test('bad samples and options are refused with messages naming the value, and le
   await assert.rejects(writeExport(streamOf(samples), {...base, shardSize: 0}), {message: /^export: Expected a positive integer for shardSize but received 0/})
   await assert.rejects(writeExport(streamOf(samples), {...base, manifestInfo: {n: 10n}}), {message: /^export: Expected JSON values only .* for manifestInfo/})
   assert.deepEqual(await readdir(root), [])
+})
+
+test('a SIGKILLed export leaves no output folder, only its staging folder, which the next export to that folder removes', async (t) => {
+  const root = await tempDir(t)
+  const outDir = join(root, 'out')
+  const worker = fileURLToPath(new URL('../helpers/slowExportWorker.ts', import.meta.url))
+  const child = spawn(process.execPath, ['--import', 'tsx', worker, outDir, 'webdataset'], {stdio: ['ignore', 'ignore', 'pipe']})
+  let stderr = ''
+  child.stderr.on('data', (chunk) => (stderr += chunk))
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  // killed by progress, not by the clock: once its staging folder holds a closed shard and more
+  const staging = async () => (await readdir(root)).filter((name) => name.startsWith('out.partial-'))
+  for (let waited = 0; ; waited += 50) {
+    const [folder] = await staging()
+    if (folder && (await readdir(join(root, folder, 'train')).catch(() => [])).length >= 2) break
+    assert.ok(waited < 60_000 && child.exitCode === null, `the export child wrote no shards in time or exited: ${stderr}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  child.kill('SIGKILL')
+  await exited
+  const left = await staging()
+  assert.equal(left.length, 1)
+  assert.match(left[0], /^out\.partial-[0-9a-f]{8}-\d+-[0-9a-f]{12}$/)
+  assert.equal(left[0].split('-')[2], String(child.pid))
+  assert.deepEqual((await readdir(root)).filter((name) => !name.startsWith('out.partial-')), [], 'no output folder that could look complete')
+
+  // a staging folder of a live export (this process) and one of another host are kept
+  const live = `out.partial-${left[0].split('-')[1]}-${process.pid}-${'a'.repeat(12)}`
+  const otherHost = `out.partial-00000000-${child.pid}-${'b'.repeat(12)}`
+  await mkdir(join(root, live))
+  await mkdir(join(root, otherHost))
+  const samples = await makeSamples()
+  await writeExport(streamOf(samples), {format: 'webdataset', outDir, captions: 'first', manifestInfo: {}})
+  assert.deepEqual((await readdir(root)).sort(), ['out', live, otherHost].sort())
+  assert.deepEqual(await verifyExport(outDir), {ok: true, problems: []})
 })
