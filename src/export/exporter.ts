@@ -21,7 +21,6 @@ import {createImageFolderWriter} from './imagefolder.js'
 import {canonicalJson, emptyCounts, listExportFiles, MANIFEST_FILE, mlcapVersion, readManifest, writeManifest, type ExportCounts} from './manifest.js'
 import {createCsvWriter, createJsonlWriter} from './rowsFormat.js'
 import {HashThread} from './hashThread.js'
-import {ImageHashChecks} from './imageHashChecks.js'
 import {CAPTION_MODES, exportParameterError, selectedCaptions, validateSampleFields, type CaptionMode, type ExportSample} from './sample.js'
 import {createWebDatasetWriter} from './webdataset.js'
 import {FileHashes, type FormatDefinition, type FormatWriter} from './writer.js'
@@ -189,9 +188,9 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
   await mkdir(staging)
   const definition: FormatDefinition = EXPORT_FORMATS[options.format]
   const version = mlcapVersion()
-  // files are hashed for the manifest, and images checked against their sha256, on the other cores
+  // Files are hashed for the manifest on another core. Writers pass each image with
+  // imageCheck(sample): its bytes are verified against the sample's sha256 as written.
   const hashes = new FileHashes(HashThread.start())
-  const imageChecks = new ImageHashChecks(hashes.thread)
   let writer: FormatWriter | undefined
   let written = 0
   try {
@@ -201,7 +200,6 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
     for await (const sample of samples) {
       if (signal?.aborted) throw abortError(signal, written, outDir)
       validateSampleFields(sample, written)
-      await imageChecks.add(sample, written)
       if (keys.has(sample.key)) {
         throw exportParameterError(`sample #${written} key`, 'a key not used by an earlier sample', sample.key, 'sample keys must be unique within an export')
       }
@@ -220,7 +218,6 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
         hint: 'check that gold.pairs has rows for the selection (mlcap etl run gold)',
       })
     }
-    await imageChecks.settle()
     await writer.finish()
     if (signal?.aborted) throw abortError(signal, written, outDir)
     const files = await listExportFiles(staging, hashes)

@@ -1,15 +1,15 @@
 /**
- * SHA-256 of export files computed on another core while they are written.
+ * SHA-256 of export files, and checks of the images in them, computed on another core while
+ * the files are written.
  *
  * Hashing a 200 MB export on the main thread costs ~115 ms, as much as writing it. Here a
  * worker thread follows each file as it grows: after every write the writer reports how many
  * bytes are on disk (`advance`), and the worker reads that range back from the page cache and
- * hashes it. The main thread copies nothing and waits only for the last range at `finish`.
+ * hashes it. In the same pass it hashes the byte ranges the writer asked it to check (each
+ * image, against the SHA-256 its sample names), so what is verified is what is on disk, and
+ * no image is read twice. The main thread copies nothing and waits only at `finish`.
  *
- * The same thread checks exported images against their content hash (`hashFile`) by
- * reading their lake object again.
- *
- * The worker is ~50 lines of plain JavaScript loaded from a data: URL with no execArgv, so it
+ * The worker is ~60 lines of plain JavaScript loaded from a data: URL with no execArgv, so it
  * starts in ~30 ms whether mlcap runs from dist/ or from source under tsx (a worker loading
  * a .ts file would register tsx again, ~150 ms).
  */
@@ -21,32 +21,56 @@ export interface FileHash {
   sha256: string
 }
 
+/** Bytes that must hash to `sha256`; `label` names them in the error when they do not (e.g. `the image of sample "k"`). */
+export interface ContentCheck {
+  sha256: string
+  label: string
+}
+
+/** A ContentCheck placed in a file: bytes [start, end). */
+export interface RangeCheck extends ContentCheck {
+  start: number
+  end: number
+}
+
+/** The error for bytes that do not hash to what their check expects. */
+export function contentMismatch(check: ContentCheck, actual: string): MlcapError {
+  return new MlcapError('EXPORT_HASH_MISMATCH', `export: ${check.label} hashes to ${actual} but the sample says sha256 ${check.sha256}`, {
+    hint: 'the object store may be corrupt (mlcap gc lists damaged objects); re-ingest the image from its source, then export again',
+  })
+}
+
 const WORKER_SOURCE = String.raw`
 import {parentPort} from 'node:worker_threads'
 import {createHash} from 'node:crypto'
 import {closeSync, openSync, readSync} from 'node:fs'
 
-const files = new Map() // id -> {fd, hash, at}
+const files = new Map() // id -> {fd, hash, at, checks: [{start, end, index, hash}], mismatches: [{index, actual}]}
+const failed = new Map() // id -> why following it failed, reported at finish
 const buffer = Buffer.allocUnsafe(1 << 20)
 
 function readTo(file, end) {
   while (file.at < end) {
     const n = readSync(file.fd, buffer, 0, Math.min(buffer.length, end - file.at), file.at)
     if (n === 0) throw new Error('the file ends at byte ' + file.at + ', before byte ' + end + ' its writer reported')
-    file.hash.update(buffer.subarray(0, n))
+    const chunk = buffer.subarray(0, n)
+    file.hash.update(chunk)
+    checkRanges(file, file.at, chunk)
     file.at += n
   }
 }
 
-function hashFile(path) {
-  const fd = openSync(path, 'r')
-  try {
-    const hash = createHash('sha256')
-    let bytes = 0
-    for (let n; (n = readSync(fd, buffer, 0, buffer.length, bytes)) > 0; bytes += n) hash.update(buffer.subarray(0, n))
-    return {sha256: hash.digest('hex'), bytes}
-  } finally {
-    closeSync(fd)
+/** Feeds the part of chunk (at file offset 'from') inside each pending range to that range's hash; completes ranges that end in it. */
+function checkRanges(file, from, chunk) {
+  const to = from + chunk.length
+  while (file.checks.length > 0 && file.checks[0].start < to) {
+    const check = file.checks[0]
+    check.hash ??= createHash('sha256')
+    check.hash.update(chunk.subarray(Math.max(check.start, from) - from, Math.min(check.end, to) - from))
+    if (check.end > to) return
+    file.checks.shift()
+    const actual = check.hash.digest('hex')
+    if (actual !== check.sha256) file.mismatches.push({index: check.index, actual})
   }
 }
 
@@ -56,13 +80,10 @@ function drop(id) {
   if (file) closeSync(file.fd)
 }
 
-const failed = new Map() // id -> why following it failed, reported at finish
-
 parentPort.on('message', (message) => {
   const {op, id} = message
   try {
-    if (op === 'hashFile') parentPort.postMessage({id, ...hashFile(message.path)})
-    else if (op === 'drop') {
+    if (op === 'drop') {
       failed.delete(id)
       drop(id)
     } else if (failed.has(id)) {
@@ -70,21 +91,25 @@ parentPort.on('message', (message) => {
         parentPort.postMessage({id, error: failed.get(id)})
         failed.delete(id)
       }
-    } else if (op === 'follow') files.set(id, {fd: openSync(message.path, 'r'), hash: createHash('sha256'), at: 0})
-    else if (op === 'advance') readTo(files.get(id), message.to)
-    else if (op === 'finish') {
+    } else if (op === 'follow') files.set(id, {fd: openSync(message.path, 'r'), hash: createHash('sha256'), at: 0, checks: [], mismatches: []})
+    else if (op === 'advance') {
+      const file = files.get(id)
+      file.checks.push(...message.checks)
+      readTo(file, message.to)
+    } else if (op === 'finish') {
       const file = files.get(id)
       readTo(file, message.bytes)
       if (readSync(file.fd, buffer, 0, 1, file.at) !== 0) throw new Error('the file is longer than the ' + message.bytes + ' bytes its writer reported')
+      if (file.checks.length > 0) throw new Error('a range to check ends past the end of the file')
       drop(id)
-      parentPort.postMessage({id, sha256: file.hash.digest('hex'), bytes: message.bytes})
+      parentPort.postMessage({id, sha256: file.hash.digest('hex'), bytes: message.bytes, mismatches: file.mismatches})
     }
   } catch (error) {
     const why = String((error && error.message) || error)
     try {
       drop(id)
     } catch {}
-    if (op === 'finish' || op === 'hashFile') parentPort.postMessage({id, error: why})
+    if (op === 'finish') parentPort.postMessage({id, error: why})
     else failed.set(id, why)
   }
 })
@@ -94,14 +119,22 @@ interface Reply {
   id: number
   sha256?: string
   bytes?: number
+  mismatches?: Array<{index: number; actual: string}>
   error?: string
 }
 
 /** One file the hash thread follows. Calls must follow the writes: advance after each, finish after the last. */
 export interface FollowedFile {
-  /** The first `bytesOnDisk` bytes of the file are written: hash them when the thread gets to it. */
-  advance(bytesOnDisk: number): void
-  /** The file is complete at `bytes` bytes: resolves with its size and SHA-256, rejects if the file is not that long. */
+  /**
+   * The first `bytesOnDisk` bytes of the file are written: hash them when the thread gets to
+   * it, and check `checks` (ranges inside them, in file order, after those of earlier calls).
+   */
+  advance(bytesOnDisk: number, checks?: RangeCheck[]): void
+  /**
+   * The file is complete at `bytes` bytes: resolves with its size and SHA-256. Rejects with
+   * EXPORT_HASH_MISMATCH for the first range that did not match its check, or
+   * EXPORT_HASH_FAILED if the file could not be read or is not `bytes` long.
+   */
   finish(bytes: number): Promise<FileHash>
   /** Stops following (the file is being discarded). */
   drop(): void
@@ -116,7 +149,7 @@ export class HashThread {
     worker.on('message', (reply: Reply) => this.settle(reply))
     worker.on('error', (error) => this.fail(error))
     worker.on('exit', (code) => this.fail(new Error(`the hash thread exited with code ${code}`)))
-    worker.unref() // kept alive only while someone waits for a hash (see finish)
+    worker.unref() // kept alive only while someone waits for a reply (see request)
   }
 
   static start(): HashThread {
@@ -127,14 +160,19 @@ export class HashThread {
   follow(path: string): FollowedFile {
     const id = this.nextId++
     this.post({op: 'follow', id, path})
+    const checks: ContentCheck[] = [] // by index, to name a mismatch
     let done = false
     return {
-      advance: (bytesOnDisk) => {
-        if (!done) this.post({op: 'advance', id, to: bytesOnDisk})
+      advance: (bytesOnDisk, ranges = []) => {
+        if (done) return
+        const sent = ranges.map((range) => ({start: range.start, end: range.end, sha256: range.sha256, index: checks.push(range) - 1}))
+        this.post({op: 'advance', id, to: bytesOnDisk, checks: sent})
       },
       finish: async (bytes) => {
         done = true
         const reply = await this.request(path, {op: 'finish', id, bytes})
+        const [first] = reply.mismatches ?? []
+        if (first) throw contentMismatch(checks[first.index], first.actual)
         return {bytes: reply.bytes!, sha256: reply.sha256!}
       },
       drop: () => {
@@ -143,12 +181,6 @@ export class HashThread {
         this.post({op: 'drop', id})
       },
     }
-  }
-
-  /** Size and SHA-256 of a complete file, read and hashed on the thread. */
-  async hashFile(path: string): Promise<FileHash> {
-    const reply = await this.request(path, {op: 'hashFile', id: this.nextId++, path})
-    return {bytes: reply.bytes!, sha256: reply.sha256!}
   }
 
   /** Stops the thread; files still followed are abandoned. */

@@ -7,7 +7,7 @@
  * `load_dataset("imagefolder", data_dir=<out>)` maps the `val` folder to the "validation" split.
  */
 import {join} from 'node:path'
-import {imageFileName, selectedCaptions, type ExportSample, type Split} from './sample.js'
+import {imageCheck, imageFileName, selectedCaptions, type ExportSample, type Split} from './sample.js'
 import {ensureDir, FileSink, writeNewFile, type FormatWriter, type WriterOptions} from './writer.js'
 
 export function imageFolderMetadata(sample: ExportSample, options: Pick<WriterOptions, 'captions'>): Record<string, unknown> {
@@ -35,7 +35,7 @@ export function createImageFolderWriter(options: WriterOptions): FormatWriter {
         sink = await FileSink.create(join(dir, 'metadata.jsonl'), options.hashes)
         metadata.set(sample.split, sink)
       }
-      await writeNewFile(join(dir, imageFileName(sample)), sample.image, options.hashes, sample.sha256)
+      await writeNewFile(join(dir, imageFileName(sample)), sample.image, options.hashes, imageCheck(sample))
       await sink.write(`${JSON.stringify(imageFolderMetadata(sample, options))}\n`)
     },
     async finish() {

@@ -13,6 +13,7 @@
  * and the footer, the RLE/bit-packed hybrid for repetition and definition levels).
  */
 import {MlcapError} from '../lake/errors.js'
+import type {ContentCheck} from './hashThread.js'
 
 export type ParquetField =
   | {name: string; type: 'string' | 'binary' | 'int32'}
@@ -20,13 +21,19 @@ export type ParquetField =
   | {name: string; type: 'list'; element: 'string'}
 
 type LeafType = 'string' | 'binary' | 'int32'
-type Value = string | Uint8Array | number
+/** A binary value the sink must verify as it writes it (see ParquetSink). */
+export interface CheckedBytes {
+  data: Uint8Array
+  check: ContentCheck
+}
+type Value = string | Uint8Array | CheckedBytes | number
 export type ParquetRow = Record<string, Value | string[] | Record<string, Value>>
 
 /** Where the bytes go: an append-only sink that knows how much it has accepted (FileSink). */
 export interface ParquetSink {
   readonly bytes: number
-  write(chunk: Uint8Array): Promise<void>
+  /** Appends `chunk`; with `check`, verifies the chunk hashes to it (FileSink does). */
+  write(chunk: Uint8Array, check?: ContentCheck): Promise<void>
 }
 
 export interface ParquetWriterOptions {
@@ -124,7 +131,7 @@ export class ParquetWriter {
       let start = 0
       while (start < rows.length) {
         const page = encodePage(leaf, rows, start)
-        for (const part of page.parts) await this.sink.write(part)
+        for (const part of page.parts) await (part instanceof Uint8Array ? this.sink.write(part) : this.sink.write(part.data, part.check))
         chunk.bytes += page.bytes
         chunk.values += page.values
         start = page.end
@@ -201,10 +208,11 @@ function leavesOf(field: ParquetField): Leaf[] {
 }
 
 function checkValue(value: unknown, type: LeafType, name: string): Value {
-  if (type === 'string' ? typeof value === 'string' : type === 'binary' ? value instanceof Uint8Array : Number.isInteger(value) && Math.abs(value as number) < 2 ** 31) {
+  const binary = (v: unknown) => v instanceof Uint8Array || (v !== null && typeof v === 'object' && (v as CheckedBytes).data instanceof Uint8Array && typeof (v as CheckedBytes).check?.sha256 === 'string')
+  if (type === 'string' ? typeof value === 'string' : type === 'binary' ? binary(value) : Number.isInteger(value) && Math.abs(value as number) < 2 ** 31) {
     return value as Value
   }
-  throw rowError(name, type === 'int32' ? 'a 32-bit integer' : type === 'binary' ? 'a Uint8Array' : 'a string', value)
+  throw rowError(name, type === 'int32' ? 'a 32-bit integer' : type === 'binary' ? 'a Uint8Array or {data, check}' : 'a string', value)
 }
 
 function rowError(name: string, expected: string, value: unknown): MlcapError {
@@ -251,7 +259,7 @@ function writeSchemaElement(t: CompactWriter, element: SchemaElement): void {
 }
 
 /** The rows from `start` that fit one page (at least one row): header, levels and values, as buffers to write in order. */
-function encodePage(leaf: Leaf, rows: ParquetRow[], start: number): {parts: Uint8Array[]; bytes: number; values: number; end: number} {
+function encodePage(leaf: Leaf, rows: ParquetRow[], start: number): {parts: Array<Uint8Array | CheckedBytes>; bytes: number; values: number; end: number} {
   const values: Value[] = []
   const repetition: number[] = []
   let valueBytes = 0
@@ -261,7 +269,7 @@ function encodePage(leaf: Leaf, rows: ParquetRow[], start: number): {parts: Uint
     rowValues.forEach((value, i) => {
       values.push(value)
       repetition.push(i === 0 ? 0 : 1)
-      valueBytes += leaf.type === 'int32' ? 4 : 4 + (typeof value === 'string' ? Buffer.byteLength(value) : (value as Uint8Array).byteLength)
+      valueBytes += leaf.type === 'int32' ? 4 : 4 + (typeof value === 'string' ? Buffer.byteLength(value) : bytesOf(value as Uint8Array | CheckedBytes).byteLength)
     })
     end++
   }
@@ -269,7 +277,7 @@ function encodePage(leaf: Leaf, rows: ParquetRow[], start: number): {parts: Uint
   if (leaf.maxRep > 0) levels.push(encodeLevels(repetition, leaf.maxRep))
   levels.push(encodeLevels(new Array<number>(values.length).fill(leaf.maxDef), leaf.maxDef))
   const data = encodePlain(leaf.type, values, valueBytes)
-  const pageBytes = levels.reduce((total, level) => total + level.length, 0) + data.reduce((total, part) => total + part.byteLength, 0)
+  const pageBytes = levels.reduce((total, level) => total + level.length, 0) + data.reduce((total, part) => total + bytesOf(part).byteLength, 0)
   if (pageBytes > 2 ** 31 - 1) throw new MlcapError('PARQUET_PAGE_TOO_LARGE', `parquet: one row of column ${leaf.path.join('.')} holds ${pageBytes} bytes; a page holds at most 2 GiB`)
 
   const t = new CompactWriter()
@@ -288,13 +296,15 @@ function encodePage(leaf: Leaf, rows: ParquetRow[], start: number): {parts: Uint
   return {parts: [header, ...levels, ...data], bytes: header.length + pageBytes, values: values.length, end}
 }
 
+const bytesOf = (value: Uint8Array | CheckedBytes): Uint8Array => (value instanceof Uint8Array ? value : value.data)
+
 /** PLAIN values: int32 little-endian; byte arrays as a 4-byte length then the bytes (binary values by reference, not copied). */
-function encodePlain(type: LeafType, values: Value[], totalBytes: number): Uint8Array[] {
+function encodePlain(type: LeafType, values: Value[], totalBytes: number): Array<Uint8Array | CheckedBytes> {
   if (type === 'binary') {
     return values.flatMap((value) => {
       const length = Buffer.alloc(4)
-      length.writeUInt32LE((value as Uint8Array).byteLength)
-      return [length, value as Uint8Array]
+      length.writeUInt32LE(bytesOf(value as Uint8Array | CheckedBytes).byteLength)
+      return [length, value as Uint8Array | CheckedBytes]
     })
   }
   const out = Buffer.allocUnsafe(totalBytes)

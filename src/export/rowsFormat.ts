@@ -6,7 +6,7 @@
  * jsonl rows also carry `attributes` when the sample has any.
  */
 import {join} from 'node:path'
-import {imageFileName, selectedCaptions, type ExportSample} from './sample.js'
+import {imageCheck, imageFileName, selectedCaptions, type ExportSample} from './sample.js'
 import {ensureDir, FileSink, writeNewFile, type FormatWriter, type WriterOptions} from './writer.js'
 
 export const ROW_COLUMNS = Object.freeze(['image', 'key', 'split', 'sha256', 'caption_id', 'caption', 'source', 'width', 'height'] as const)
@@ -46,7 +46,7 @@ function createRowsWriter(options: WriterOptions, fileName: string, header: stri
         sink = await FileSink.create(join(options.dir, fileName), options.hashes)
         await sink.write(header)
       }
-      await writeNewFile(join(options.dir, 'images', imageFileName(sample)), sample.image, options.hashes, sample.sha256)
+      await writeNewFile(join(options.dir, 'images', imageFileName(sample)), sample.image, options.hashes, imageCheck(sample))
       for (const row of rowsOf(sample, options)) await sink.write(line(row, sample))
     },
     async finish() {

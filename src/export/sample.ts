@@ -5,6 +5,7 @@
  */
 import {createHash} from 'node:crypto'
 import {invalidParameter, MlcapError, type UsageError} from '../lake/errors.js'
+import type {ContentCheck} from './hashThread.js'
 
 export const IMAGE_EXTS = Object.freeze(['jpg', 'png', 'webp', 'gif', 'tiff', 'avif', 'heif'] as const)
 export const SPLITS = Object.freeze(['train', 'val', 'test'] as const)
@@ -27,11 +28,6 @@ export interface ExportSample {
   sha256: string
   /** Encoded image bytes, written out unchanged. */
   image: Buffer
-  /**
-   * The immutable file `image` was read from (a lake object), if any: the export then checks
-   * `sha256` by reading this file again on its hash thread instead of hashing on the main thread.
-   */
-  imageFile?: string
   imageExt: ImageExt
   split: Split
   /** At least one, in a deterministic order; the first is "the" caption. */
@@ -95,9 +91,6 @@ export function validateSampleFields(sample: ExportSample, index: number): void 
   if (!(sample.image instanceof Uint8Array) || sample.image.length === 0) {
     throw exportParameterError(at('image'), 'a non-empty Buffer of encoded image bytes', sample.image, fix)
   }
-  if (sample.imageFile !== undefined && (typeof sample.imageFile !== 'string' || sample.imageFile === '')) {
-    throw exportParameterError(at('imageFile'), 'the path of the file image was read from, or undefined', sample.imageFile, fix)
-  }
   if (!(IMAGE_EXTS as readonly string[]).includes(sample.imageExt)) {
     throw exportParameterError(at('imageExt'), `one of ${IMAGE_EXTS.join(', ')}`, sample.imageExt, fix)
   }
@@ -124,6 +117,11 @@ export function validateSampleFields(sample: ExportSample, index: number): void 
 /** The captions an export carries for this sample: the first one, or all of them in order. */
 export function selectedCaptions(sample: ExportSample, mode: CaptionMode): ExportCaption[] {
   return mode === 'all' ? sample.captions : sample.captions.slice(0, 1)
+}
+
+/** What an exported image must hash to: writers pass it with the image bytes to FileSink or writeNewFile, which verify it. */
+export function imageCheck(sample: ExportSample): ContentCheck {
+  return {sha256: sample.sha256, label: `the image of sample ${JSON.stringify(sample.key)}`}
 }
 
 /** The image's file name inside an export: `<key>.<ext>`. */

@@ -5,13 +5,15 @@
  * padded to a 10240-byte record as GNU tar and Python's tarfile do. The same calls give
  * the same bytes.
  */
+import type {ContentCheck} from './hashThread.js'
 import {MlcapError} from '../lake/errors.js'
 
 export const TAR_BLOCK = 512
 export const TAR_RECORD = 10240
 
 export interface ByteSink {
-  write(chunk: Uint8Array): Promise<void>
+  /** Appends `chunk`; with `check`, the sink verifies the chunk hashes to it (FileSink does). */
+  write(chunk: Uint8Array, check?: ContentCheck): Promise<void>
 }
 
 const MAX_OCTAL_SIZE = 8 ** 11 - 1 // what an 11-digit size field holds (8 GiB - 1)
@@ -118,10 +120,11 @@ export class TarWriter {
     return 2 * TAR_BLOCK + ((TAR_RECORD - (end % TAR_RECORD)) % TAR_RECORD)
   }
 
-  async addFile(name: string, data: Uint8Array): Promise<void> {
+  /** Adds a file entry; `check` is passed to the sink with the data (see ByteSink). */
+  async addFile(name: string, data: Uint8Array, check?: ContentCheck): Promise<void> {
     if (this.finished) throw new MlcapError('EXPORT_TAR_FINISHED', `export: cannot add ${JSON.stringify(name)} to a tar archive that is already finished`)
     for (const block of entryHeaders(name, data.length)) await this.put(block)
-    await this.put(data)
+    await this.put(data, check)
     const pad = padding(data.length)
     if (pad) await this.put(ZERO_BLOCK.subarray(0, pad))
   }
@@ -133,9 +136,9 @@ export class TarWriter {
     await this.put(Buffer.alloc(TarWriter.trailerBytes(this.written)))
   }
 
-  private async put(chunk: Uint8Array): Promise<void> {
+  private async put(chunk: Uint8Array, check?: ContentCheck): Promise<void> {
     if (chunk.length === 0) return
-    await this.sink.write(chunk)
+    await this.sink.write(chunk, check)
     this.written += chunk.length
   }
 }

@@ -7,7 +7,7 @@
  * `maxShardBytes` (a single larger sample still gets a shard of its own).
  */
 import {join} from 'node:path'
-import {imageFileName, selectedCaptions, type ExportSample, type Split} from './sample.js'
+import {imageCheck, imageFileName, selectedCaptions, type ExportSample, type Split} from './sample.js'
 import {TarWriter} from './tarWriter.js'
 import {FileSink, shardName, type FormatWriter, type WriterOptions} from './writer.js'
 
@@ -70,7 +70,8 @@ export function createWebDatasetWriter(options: WriterOptions): FormatWriter {
         shard = {sink, tar: new TarWriter(sink), samples: 0}
         open.set(sample.split, shard)
       }
-      for (const [name, data] of entries) await shard.tar.addFile(name, data)
+      const image = imageFileName(sample)
+      for (const [name, data] of entries) await shard.tar.addFile(name, data, name === image ? imageCheck(sample) : undefined)
       shard.samples++
     },
 

@@ -9,7 +9,7 @@ import {createReadStream} from 'node:fs'
 import {mkdir, open, type FileHandle} from 'node:fs/promises'
 import {dirname} from 'node:path'
 import {MlcapError} from '../lake/errors.js'
-import {type FileHash, type FollowedFile, type HashThread} from './hashThread.js'
+import {contentMismatch, type ContentCheck, type FileHash, type FollowedFile, type HashThread, type RangeCheck} from './hashThread.js'
 import type {CaptionMode, ExportSample} from './sample.js'
 
 export type {FileHash} from './hashThread.js'
@@ -64,11 +64,13 @@ export interface FormatDefinition {
 
 /**
  * Writes a new file (never replaces one: a repeated key fails instead of silently overwriting)
- * and records its size and SHA-256 in `hashes`: `sha256` when the caller knows it (a sample's
- * image, which writeExport checks against it), else computed here.
+ * and records its size and SHA-256 in `hashes`. With `check` (a sample's image and its
+ * sha256), the bytes are hashed once, here, and must match it (EXPORT_HASH_MISMATCH).
  */
-export async function writeNewFile(path: string, data: Uint8Array | string, hashes?: FileHashes, sha256?: string): Promise<void> {
+export async function writeNewFile(path: string, data: Uint8Array | string, hashes?: FileHashes, check?: ContentCheck): Promise<void> {
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
+  const sha256 = createHash('sha256').update(bytes).digest('hex')
+  if (check && check.sha256 !== sha256) throw contentMismatch(check, sha256)
   let handle: FileHandle
   try {
     handle = await open(path, 'wx')
@@ -85,7 +87,7 @@ export async function writeNewFile(path: string, data: Uint8Array | string, hash
   } finally {
     await handle.close()
   }
-  hashes?.record(path, {bytes: bytes.byteLength, sha256: sha256 ?? createHash('sha256').update(bytes).digest('hex')})
+  hashes?.record(path, {bytes: bytes.byteLength, sha256})
 }
 
 /** Size and SHA-256 of a file on disk (for files a writer did not write itself, e.g. DuckDB's). */
@@ -119,8 +121,9 @@ const MAX_CHUNKS = 256
 /**
  * An append-only file that gathers chunks (tar headers, JSON lines, images) and writes them
  * with one writev(2) per MiB, so many small writes cost few system calls and images are not
- * copied. It hashes what it accepts as it goes: on close it records the file's size and
- * SHA-256 (see FileHashes). One batch is written behind while the next gathers; backpressure
+ * copied. It hashes what it accepts as it goes, on the hash thread when `hashes` has one:
+ * on close it records the file's size and SHA-256 (see FileHashes), and fails if a chunk
+ * written with a ContentCheck (an image) did not hash to it. One batch is written behind while the next gathers; backpressure
  * is simply `await`. Chunks are referenced until written: callers must not modify a chunk
  * after passing it.
  */
@@ -136,6 +139,8 @@ export class FileSink {
   bytes = 0
   /** Bytes written to the file so far. */
   private onDisk = 0
+  /** Checks of chunks gathered since the last batch was handed to the writer (for the hash thread). */
+  private pendingChecks: RangeCheck[] = []
 
   private constructor(private readonly handle: FileHandle, readonly path: string, private readonly hashes?: FileHashes) {
     this.followed = hashes?.thread?.follow(path)
@@ -147,9 +152,17 @@ export class FileSink {
     return new FileSink(await open(path, 'wx'), path, hashes)
   }
 
-  async write(chunk: Uint8Array | string): Promise<void> {
+  /** Appends `chunk`; with `check`, its bytes must hash to `check.sha256` (checked by close at the latest). */
+  async write(chunk: Uint8Array | string, check?: ContentCheck): Promise<void> {
     if (this.closed) throw new MlcapError('EXPORT_SINK_CLOSED', `export: cannot write to ${this.path} after it was closed`)
     const data = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk
+    if (check) {
+      if (this.followed) this.pendingChecks.push({...check, start: this.bytes, end: this.bytes + data.byteLength})
+      else {
+        const actual = createHash('sha256').update(data).digest('hex')
+        if (actual !== check.sha256) throw contentMismatch(check, actual)
+      }
+    }
     if (data.byteLength === 0) return
     this.hash?.update(data)
     this.bytes += data.byteLength
@@ -198,11 +211,13 @@ export class FileSink {
     if (this.pendingBytes === 0) return
     const batch = this.pending
     const batchBytes = this.pendingBytes
+    const checks = this.pendingChecks
     this.pending = []
     this.pendingBytes = 0
+    this.pendingChecks = []
     const writing = writevFully(this.handle, batch).then(() => {
       this.onDisk += batchBytes
-      this.followed?.advance(this.onDisk)
+      this.followed?.advance(this.onDisk, checks)
     })
     writing.catch(() => undefined) // awaited by the next settle(); never an unhandled rejection meanwhile
     this.inFlight = writing

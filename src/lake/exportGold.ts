@@ -267,7 +267,7 @@ function readObject(layout: LakeLayout, hash: string, row: Row, original: boolea
   }
 }
 
-function sampleOf(row: Row, image: Buffer, imageFile: string, hash: string, original: boolean): ExportSample {
+function sampleOf(row: Row, image: Buffer, hash: string, original: boolean): ExportSample {
   const fromLake = original ? extOf(row.original_format) : row.normalized_sha256 === hash ? extOf(row.normalized_format) : undefined
   const sniffed = sniffImageFormat(image.subarray(0, 512))
   const imageExt = fromLake ?? ('format' in sniffed ? extOf(sniffed.format) : undefined)
@@ -287,7 +287,6 @@ function sampleOf(row: Row, image: Buffer, imageFile: string, hash: string, orig
     key: Number(row.key_uses) > 1 ? row.sha256 : row.sha256.slice(0, 16),
     sha256: hash,
     image,
-    imageFile,
     imageExt,
     split: row.split,
     captions,
@@ -304,6 +303,6 @@ async function* samplesOf(layout: LakeLayout, rows: AsyncIterator<Row>, settings
     if (next.done) return
     const row = next.value
     const hash = settings.original ? row.sha256 : row.image_sha256
-    yield sampleOf(row, readObject(layout, hash, row, settings.original), layout.objectPath(hash), hash, settings.original)
+    yield sampleOf(row, readObject(layout, hash, row, settings.original), hash, settings.original)
   }
 }

@@ -132,7 +132,7 @@ test('bad samples and options are refused with messages naming the value, and le
   const base = {format: 'hf' as const, outDir, captions: 'first' as const, manifestInfo: {}}
   const corrupt = {...samples[3], image: Buffer.concat([samples[3].image, Buffer.from([0])])}
   await assert.rejects(writeExport(streamOf([samples[0], corrupt]), base), {
-    code: 'EXPORT_HASH_MISMATCH', message: new RegExp(`^export: sample #1 \\(key "${samples[3].key}"\\) image hashes to [0-9a-f]{64} but the sample says sha256 ${samples[3].sha256}`),
+    code: 'EXPORT_HASH_MISMATCH', message: new RegExp(`^export: the image of sample "${samples[3].key}" hashes to [0-9a-f]{64} but the sample says sha256 ${samples[3].sha256}`),
   })
   await assert.rejects(writeExport(streamOf([samples[0], samples[1], samples[0]]), base), {
     code: 'INVALID_PARAMETER', message: new RegExp(`^export: Expected a key not used by an earlier sample for sample #2 key but received "${samples[0].key}"`),
