@@ -27,7 +27,7 @@ import {FileHashes, type FormatDefinition, type FormatWriter} from './writer.js'
 
 /** Every export format and its writer. */
 export const EXPORT_FORMATS = Object.freeze({
-  hf: {description: 'Parquet shards for Hugging Face datasets (data/<split>-NNNNN-of-NNNNN.parquet)', sharded: true, create: createHfWriter},
+  hf: {description: 'Parquet shards for Hugging Face datasets (<split>/<split>-NNNNN-of-NNNNN.parquet)', sharded: true, create: createHfWriter},
   imagefolder: {description: 'datasets ImageFolder: <split>/<key>.<ext> + <split>/metadata.jsonl', sharded: false, create: createImageFolderWriter},
   webdataset: {description: 'WebDataset tar shards: <split>/NNNNN.tar with <key>.<ext>, .json, .txt', sharded: true, create: createWebDatasetWriter},
   coco: {description: 'COCO captions: <split>/images/ + <split>/captions.json', sharded: false, create: createCocoWriter},

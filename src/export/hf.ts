@@ -1,12 +1,14 @@
 /**
- * Parquet shards that Hugging Face `datasets` loads with no loading script:
+ * Parquet shards that Hugging Face `datasets` loads with no loading script, one folder per
+ * split (as the other formats):
  *
- *   <out>/data/<split>-00000-of-00002.parquet, <out>/data/<split>-00001-of-00002.parquet, …
+ *   <out>/train/train-00000-of-00002.parquet, <out>/train/train-00001-of-00002.parquet,
+ *   <out>/val/val-00000-of-00001.parquet, <out>/test/test-00000-of-00001.parquet
  *
- * This is the layout `push_to_hub` writes and the one `load_dataset(<out>)` (or
- * `load_dataset("parquet", data_dir=<out>)`) detects through its `data/{split}-NNNNN-of-NNNNN.*`
- * pattern. Unlike `<split>/` folders it keeps our split names exactly ("val" stays
- * "val"; folder detection would rename it "validation"), and it uploads to the Hub as is.
+ * `load_dataset("parquet", data_dir=<out>)` (or `load_dataset(<out>)`) finds the splits by
+ * folder name; like every folder-based loader it names the `val` folder's split
+ * "validation". The `split` column keeps mlcap's name ("val"). File names repeat the split
+ * and carry the shard count, so a shard copied elsewhere still says what it is.
  *
  * Columns: image struct{bytes, path} (the `Image` feature's storage), then text + caption_id
  * (captions=first) or captions + caption_ids lists (captions=all), key, sha256, split, width,
@@ -61,9 +63,9 @@ export function hfSchemaMetadata(captions: CaptionMode): string {
   return pythonJsonDumps({info: {features: hfFeatures(captions)}})
 }
 
-/** `data/<split>-<index>-of-<total>.parquet` */
+/** `<split>/<split>-<index>-of-<total>.parquet` */
 export function hfShardPath(split: Split, index: number, total: number): string {
-  return `data/${split}-${shardName(index)}-of-${shardName(total)}.parquet`
+  return `${split}/${split}-${shardName(index)}-of-${shardName(total)}.parquet`
 }
 
 /** The Parquet columns of an export, in the order of hfFeatures. */
@@ -123,7 +125,7 @@ export function createHfWriter(options: WriterOptions): FormatWriter {
       if (!shard) {
         const names = staged.get(sample.split) ?? []
         staged.set(sample.split, names)
-        const path = join(options.dir, 'data', `.staging-${sample.split}-${shardName(names.length)}.parquet`)
+        const path = join(options.dir, sample.split, `.staging-${shardName(names.length)}.parquet`)
         names.push(path)
         const sink = await FileSink.create(path, options.hashes)
         shard = {sink, parquet: new ParquetWriter(sink, fields, {rowGroupSize: HF_ROW_GROUP_SIZE, keyValueMetadata: metadata, createdBy: `mlcap version ${options.mlcapVersion}`}), rows: 0, bytes: 0}

@@ -87,9 +87,9 @@ async function readBack(format: ExportFormat, dir: string): Promise<Map<string, 
   const splits = ['train', 'val', 'test']
   switch (format) {
     case 'hf': {
-      for (const name of readdirSync(path.join(dir, 'data')).sort()) {
-        const split = /^(train|val|test)-\d{5}-of-\d{5}\.parquet$/.exec(name)![1]
-        for (const row of await readParquet(path.join(dir, 'data', name))) {
+      for (const name of (readdirSync(dir, {recursive: true}) as string[]).filter((file) => file.endsWith('.parquet')).sort()) {
+        const split = /^(train|val|test)\/\1-\d{5}-of-\d{5}\.parquet$/.exec(name)![1]
+        for (const row of await readParquet(path.join(dir, name))) {
           assert.equal(row.split, split)
           const captions = 'captions' in row
             ? (row.captions as string[]).map((text, i) => ({id: row.caption_ids[i] as string, text}))

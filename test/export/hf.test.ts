@@ -15,16 +15,16 @@ async function readShard(path: string) {
   return {metadata, rows}
 }
 
-test('hf: data/<split>-NNNNN-of-NNNNN.parquet shards open in hyparquet with image{bytes,path}, text and the huggingface metadata', async (t) => {
+test('hf: <split>/<split>-NNNNN-of-NNNNN.parquet shards open in hyparquet with image{bytes,path}, text and the huggingface metadata', async (t) => {
   const samples = await makeSamples()
   const out = join(await tempDir(t), 'hf')
   await writeExport(streamOf(samples), {format: 'hf', outDir: out, captions: 'first', shardSize: 8, manifestInfo: {lake_commit: 1}})
 
-  const files = (await readdir(join(out, 'data'))).sort()
+  const files = (await readdir(out, {recursive: true})).filter((name) => name.endsWith('.parquet')).sort()
   const perSplit = {train: samples.filter((s) => s.split === 'train'), val: samples.filter((s) => s.split === 'val'), test: samples.filter((s) => s.split === 'test')}
   const expectedFiles = Object.entries(perSplit).flatMap(([split, rows]) => {
     const total = Math.ceil(rows.length / 8)
-    return Array.from({length: total}, (_, i) => `${split}-${String(i).padStart(5, '0')}-of-${String(total).padStart(5, '0')}.parquet`)
+    return Array.from({length: total}, (_, i) => `${split}/${split}-${String(i).padStart(5, '0')}-of-${String(total).padStart(5, '0')}.parquet`)
   }).sort()
   assert.deepEqual(files, expectedFiles)
 
@@ -35,8 +35,8 @@ test('hf: data/<split>-NNNNN-of-NNNNN.parquet shards open in hyparquet with imag
 
   for (const [split, expected] of Object.entries(perSplit)) {
     const rows: Array<Record<string, unknown>> = []
-    for (const name of files.filter((file) => file.startsWith(`${split}-`))) {
-      const shard = await readShard(join(out, 'data', name))
+    for (const name of files.filter((file) => file.startsWith(`${split}/`))) {
+      const shard = await readShard(join(out, name))
       const kv = Object.fromEntries((shard.metadata.key_value_metadata ?? []).map(({key, value}) => [key, value]))
       assert.equal(kv.huggingface, expectedMeta, `${name} carries the datasets features`)
       assert.ok(JSON.parse(kv.huggingface!).info.features.image._type === 'Image')
@@ -64,9 +64,9 @@ test('hf: captions=all writes captions and caption_ids lists, declared as Sequen
   const samples = await makeSamples()
   const out = join(await tempDir(t), 'hf')
   await writeExport(streamOf(samples), {format: 'hf', outDir: out, captions: 'all', manifestInfo: {}})
-  const files = (await readdir(join(out, 'data'))).sort()
-  assert.deepEqual(files, ['test-00000-of-00001.parquet', 'train-00000-of-00001.parquet', 'val-00000-of-00001.parquet'])
-  const {metadata, rows} = await readShard(join(out, 'data', 'train-00000-of-00001.parquet'))
+  const files = (await readdir(out, {recursive: true})).filter((name) => name.endsWith('.parquet')).sort()
+  assert.deepEqual(files, ['test/test-00000-of-00001.parquet', 'train/train-00000-of-00001.parquet', 'val/val-00000-of-00001.parquet'])
+  const {metadata, rows} = await readShard(join(out, 'train', 'train-00000-of-00001.parquet'))
   const features = JSON.parse(metadata.key_value_metadata!.find(({key}) => key === 'huggingface')!.value!).info.features
   assert.deepEqual(features.captions, {feature: {dtype: 'string', _type: 'Value'}, _type: 'Sequence'})
   assert.equal(features.text, undefined)
@@ -80,7 +80,7 @@ test('hf: maxShardBytes flushes a shard early, so buffered rows stay bounded', a
   const out = join(await tempDir(t), 'hf')
   const limit = 2000
   await writeExport(streamOf(samples), {format: 'hf', outDir: out, captions: 'first', maxShardBytes: limit, manifestInfo: {}})
-  const files = (await readdir(join(out, 'data'))).sort()
+  const files = (await readdir(join(out, 'train'))).sort()
   let expectedShards = 0
   let bytes = 0
   for (const sample of samples) {
@@ -92,6 +92,6 @@ test('hf: maxShardBytes flushes a shard early, so buffered rows stay bounded', a
   assert.equal(files.length, expectedShards)
   assert.ok(files.every((file) => file.endsWith(`-of-${String(expectedShards).padStart(5, '0')}.parquet`)))
   let rows = 0
-  for (const file of files) rows += (await readShard(join(out, 'data', file))).rows.length
+  for (const file of files) rows += (await readShard(join(out, 'train', file))).rows.length
   assert.equal(rows, samples.length)
 })
