@@ -3,6 +3,7 @@
  * struct of those, and lists of strings. Every column is OPTIONAL (as DuckDB, pyarrow and
  * `datasets` write them) but values are never null. Pages are PLAIN and uncompressed, one or
  * more per column chunk, each holding whole rows; there are no dictionaries or statistics.
+ * Memory holds one row group: at most `rowGroupSize` rows and about `maxRowGroupBytes`.
  *
  * Why not DuckDB's COPY: the rows are almost all image bytes that mlcap already holds in
  * memory. Appending them to DuckDB and copying them out again cost ~1.5 s for 2,000 images
@@ -37,13 +38,16 @@ export interface ParquetSink {
 }
 
 export interface ParquetWriterOptions {
-  /** Rows per row group (the unit readers load at once). */
+  /** Most rows per row group (the unit readers load at once). */
   rowGroupSize: number
+  /** A row group also ends once its values reach this many bytes (default 64 MiB): what memory holds. */
+  maxRowGroupBytes?: number
   /** Schema-level key-value metadata, e.g. {huggingface: '…'}. */
   keyValueMetadata?: Record<string, string>
   createdBy: string
 }
 
+const MAX_ROW_GROUP_BYTES = 64 * 1024 * 1024
 /** A new page starts after the row that takes the current one past this many bytes. */
 const PAGE_BYTES = 1 << 20
 
@@ -82,6 +86,7 @@ interface RowGroupInfo {
 export class ParquetWriter {
   private readonly leaves: Leaf[]
   private rows: ParquetRow[] = []
+  private rowBytes = 0
   private readonly groups: RowGroupInfo[] = []
   private started = false
   private finished = false
@@ -90,6 +95,9 @@ export class ParquetWriter {
     if (!Number.isSafeInteger(options.rowGroupSize) || options.rowGroupSize <= 0) {
       throw new MlcapError('PARQUET_OPTIONS', `parquet: rowGroupSize must be a positive integer, not ${options.rowGroupSize}`)
     }
+    if (options.maxRowGroupBytes !== undefined && !(Number.isSafeInteger(options.maxRowGroupBytes) && options.maxRowGroupBytes > 0)) {
+      throw new MlcapError('PARQUET_OPTIONS', `parquet: maxRowGroupBytes must be a positive integer, not ${options.maxRowGroupBytes}`)
+    }
     this.leaves = fields.flatMap(leavesOf)
   }
 
@@ -97,7 +105,8 @@ export class ParquetWriter {
   async write(row: ParquetRow): Promise<void> {
     if (this.finished) throw new MlcapError('PARQUET_FINISHED', 'parquet: cannot write a row after finish')
     this.rows.push(row)
-    if (this.rows.length >= this.options.rowGroupSize) await this.flushRowGroup()
+    for (const leaf of this.leaves) for (const value of leaf.valuesOf(row)) this.rowBytes += typeof value === 'number' ? 4 : typeof value === 'string' ? value.length : bytesOf(value).byteLength
+    if (this.rows.length >= this.options.rowGroupSize || this.rowBytes >= (this.options.maxRowGroupBytes ?? MAX_ROW_GROUP_BYTES)) await this.flushRowGroup()
   }
 
   /** Writes the last row group and the footer. Does not close the sink. */
@@ -125,6 +134,7 @@ export class ParquetWriter {
     await this.start()
     const rows = this.rows
     this.rows = []
+    this.rowBytes = 0
     const group: RowGroupInfo = {rows: rows.length, offset: this.sink.bytes, bytes: 0, chunks: []}
     for (const leaf of this.leaves) {
       const chunk: ChunkInfo = {leaf, offset: this.sink.bytes, bytes: 0, values: 0}

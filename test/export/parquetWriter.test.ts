@@ -103,3 +103,17 @@ test('ParquetWriter refuses null and mistyped values with the column named, and 
   const {readFile} = await import('node:fs/promises')
   assert.ok((await readFile(join(dir, 'a.parquet'))).equals(await readFile(join(dir, 'b.parquet'))))
 })
+
+test('ParquetWriter ends a row group at maxRowGroupBytes as well as at rowGroupSize, so memory holds a bounded group', async (t) => {
+  const path = join(await tempDir(t), 'big.parquet')
+  const sink = await FileSink.create(path)
+  const writer = new ParquetWriter(sink, [{name: 'data', type: 'binary'}], {rowGroupSize: 100, maxRowGroupBytes: 1_000_000, createdBy: 'test'})
+  for (let i = 0; i < 10; i++) await writer.write({data: Buffer.alloc(300_000, i)}) // 4 rows reach 1 MB
+  await writer.finish()
+  await sink.close()
+  const file = await asyncBufferFromFile(path)
+  const metadata = await parquetMetadataAsync(file)
+  assert.deepEqual(metadata.row_groups.map((group) => Number(group.num_rows)), [4, 4, 2])
+  const rows = await parquetReadObjects({file, metadata, utf8: false})
+  assert.deepEqual(rows.map((row) => (row.data as Uint8Array)[0]), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+})
