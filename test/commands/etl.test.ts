@@ -143,7 +143,7 @@ test('Ctrl-C: etl run commits what is complete and reports interrupted; an inter
   t.after(cleanup)
   const lake = path.join(dir, 'lake')
   const input = path.join(dir, 'in')
-  const IMAGES = 80
+  const IMAGES = 240 // ~120 commits of 2: a run long enough to be seen running on a loaded machine, then interrupted
   for (let i = 0; i < IMAGES; i++) await writeImage(path.join(input, `n${i}.png`), i, {width: 64, height: 48})
   await ingest(new LakeLayout(lake), [input], {concurrency: 2})
 
