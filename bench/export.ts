@@ -24,7 +24,7 @@ import {ingest} from '../src/lake/ingest.js'
 import {LakeLayout} from '../src/lake/layout.js'
 import {LakeReader} from '../src/lake/reader.js'
 import {runSilver} from '../src/lake/silver.js'
-import {WORK} from './lib.js'
+import {timeMlcap, WORK} from './lib.js'
 
 const RUNS = 3
 const TARGET_RATIO = 1.5
@@ -164,6 +164,17 @@ export async function main(pairs = Number(process.argv[2] ?? process.env.BENCH_E
     for (const name of ['tar', 'webdataset', 'hf'] as const) {
       const ratio = name === 'tar' ? '1.00× (floor)' : `${result.ratio[name].toFixed(2)}× tar ${result.ratio[name] <= TARGET_RATIO ? '(within' : '(OVER'} the ${TARGET_RATIO}× target)`
       console.log(`  ${name.padEnd(10)} ${s[name].toFixed(3).padStart(7)} s  ${result.mbPerSecond[name].toFixed(0).padStart(5)} MB/s  cpu ${cpu[name].toFixed(2).padStart(5)} s  ${ratio}`)
+    }
+    // Streaming: the CLI's peak RSS exporting a quarter of the images and all of them.
+    const quarter = Math.max(1, Math.floor(files.length / 4))
+    console.log(`peak RSS of \`mlcap export\` (one process each), ${quarter} vs ${files.length} images:`)
+    for (const format of ['webdataset', 'hf'] as const) {
+      const rss = (limit: number) => {
+        rmSync(out, {recursive: true, force: true})
+        return timeMlcap(['export', '--format', format, '--out', out, '--lake', layout.root, '--limit', String(limit), '--json']).maxRssMb
+      }
+      const [small, large] = [rss(quarter), rss(files.length)]
+      console.log(`  ${format.padEnd(10)} ${small.toFixed(0)} MB → ${large.toFixed(0)} MB  (${(large / small).toFixed(2)}× for ${(files.length / quarter).toFixed(0)}× the images)`)
     }
     return result
   } finally {
