@@ -259,7 +259,7 @@ function readObject(layout: LakeLayout, hash: string, row: Row, original: boolea
       `export: the ${original ? 'original' : 'normalized'} image ${hash} of gold image ${row.sha256} is missing from the object store (${file}); expected every image gold.pairs names to be there`,
       {
         hint: original
-          ? 'something outside mlcap removed it: restore the objects folder from a backup (mlcap gc lists what is missing)'
+          ? 'something outside mlcap removed it: restore the objects folder from a backup'
           : 'rebuild the derivative: mlcap etl run silver --full, then mlcap etl run gold --full; or export the originals with --original',
         cause: error,
       },
@@ -273,7 +273,7 @@ function sampleOf(row: Row, image: Buffer, hash: string, original: boolean): Exp
   const imageExt = fromLake ?? ('format' in sniffed ? extOf(sniffed.format) : undefined)
   if (!imageExt) {
     throw new MlcapError('EXPORT_IMAGE_FORMAT', `export: cannot tell the format of image ${hash} (gold image ${row.sha256}); expected one of ${IMAGE_EXTS.join(', ')}`, {
-      hint: 'the object store may be damaged: run mlcap gc to check it',
+      hint: 'the lake object named by that hash is damaged: restore it from a backup or from the original file',
     })
   }
   const width = Number(original ? row.original_width : row.width)
