@@ -29,7 +29,7 @@
 import {rename} from 'node:fs/promises'
 import {join} from 'node:path'
 import {ParquetWriter, type ParquetField, type ParquetRow} from './parquetWriter.js'
-import {imageCheck, imageFileName, selectedCaptions, type CaptionMode, type ExportSample, type Split} from './sample.js'
+import {captionColumns, imageCheck, imageFileName, selectedCaptions, type CaptionMode, type ExportSample, type Split} from './sample.js'
 import {FileSink, shardName, type FormatWriter, type WriterOptions} from './writer.js'
 
 export const HF_ROW_GROUP_SIZE = 100
@@ -84,12 +84,9 @@ function hfFields(captions: CaptionMode): ParquetField[] {
 }
 
 function hfRow(sample: ExportSample, captions: CaptionMode): ParquetRow {
-  const selected = selectedCaptions(sample, captions)
   return {
     image: {bytes: {data: sample.image, check: imageCheck(sample)}, path: imageFileName(sample)},
-    ...(captions === 'all'
-      ? {captions: selected.map((caption) => caption.text), caption_ids: selected.map((caption) => caption.captionId)}
-      : {text: selected[0].text, caption_id: selected[0].captionId}),
+    ...captionColumns(sample, captions),
     key: sample.key,
     sha256: sample.sha256,
     split: sample.split,

@@ -7,16 +7,13 @@
  * `load_dataset("imagefolder", data_dir=<out>)` maps the `val` folder to the "validation" split.
  */
 import {join} from 'node:path'
-import {imageCheck, imageFileName, selectedCaptions, type ExportSample, type Split} from './sample.js'
+import {captionColumns, imageCheck, imageFileName, type ExportSample, type Split} from './sample.js'
 import {ensureDir, FileSink, writeNewFile, type FormatWriter, type WriterOptions} from './writer.js'
 
 export function imageFolderMetadata(sample: ExportSample, options: Pick<WriterOptions, 'captions'>): Record<string, unknown> {
-  const captions = selectedCaptions(sample, options.captions)
   return {
     file_name: imageFileName(sample),
-    ...(options.captions === 'all'
-      ? {captions: captions.map((caption) => caption.text), caption_ids: captions.map((caption) => caption.captionId)}
-      : {text: captions[0].text, caption_id: captions[0].captionId}),
+    ...captionColumns(sample, options.captions),
     key: sample.key,
     sha256: sample.sha256,
     width: sample.width,

@@ -119,6 +119,14 @@ export function selectedCaptions(sample: ExportSample, mode: CaptionMode): Expor
   return mode === 'all' ? sample.captions : sample.captions.slice(0, 1)
 }
 
+/** The caption columns of a row-per-image format: `text` + `caption_id` (captions=first) or the `captions` + `caption_ids` lists (all). */
+export function captionColumns(sample: ExportSample, mode: CaptionMode): {text: string; caption_id: string} | {captions: string[]; caption_ids: string[]} {
+  const selected = selectedCaptions(sample, mode)
+  return mode === 'all'
+    ? {captions: selected.map((caption) => caption.text), caption_ids: selected.map((caption) => caption.captionId)}
+    : {text: selected[0].text, caption_id: selected[0].captionId}
+}
+
 /** What an exported image must hash to: writers pass it with the image bytes to FileSink or writeNewFile, which verify it. */
 export function imageCheck(sample: ExportSample): ContentCheck {
   return {sha256: sample.sha256, label: `the image of sample ${JSON.stringify(sample.key)}`}
