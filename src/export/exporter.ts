@@ -11,6 +11,7 @@
  */
 import {createHash, randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
+import {setImmediate as yieldToEventLoop} from 'node:timers/promises'
 import {mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 import {MlcapError, UsageError} from '../lake/errors.js'
@@ -36,6 +37,9 @@ export const EXPORT_FORMATS = Object.freeze({
 } satisfies Record<string, FormatDefinition>)
 
 export type ExportFormat = keyof typeof EXPORT_FORMATS
+
+/** Samples between turns of the event loop (a Ctrl-C waits at most this many). */
+const YIELD_EVERY = 8
 
 export const DEFAULT_SHARD_SIZE = 10_000
 export const DEFAULT_MAX_SHARD_BYTES = 256 * 1024 * 1024
@@ -212,6 +216,8 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
       counts.splits[sample.split].captions += captions
       written++
       options.onProgress?.(written)
+      // Writes are synchronous (see FileSink): let signals, timers and the progress bar run now and then.
+      if (written % YIELD_EVERY === 0) await yieldToEventLoop()
     }
     if (written === 0) {
       throw new MlcapError('EXPORT_EMPTY', `export: the sample stream for ${basename(outDir)} was empty; expected at least one sample`, {
