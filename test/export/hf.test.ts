@@ -1,6 +1,6 @@
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
-import {readdir} from 'node:fs/promises'
+import {readdir, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema} from 'hyparquet'
 import {writeExport} from '../../src/export/exporter.js'
@@ -94,4 +94,35 @@ test('hf: maxShardBytes flushes a shard early, so buffered rows stay bounded', a
   let rows = 0
   for (const file of files) rows += (await readShard(join(out, 'train', file))).rows.length
   assert.equal(rows, samples.length)
+})
+
+test('hf: shards read back in parquet-wasm (arrow-rs, the Rust implementation) with the Arrow types datasets expects', async (t) => {
+  const {readParquet} = await import('parquet-wasm/node')
+  const {tableFromIPC} = await import('apache-arrow')
+  const samples = await makeSamples()
+  for (const captions of ['first', 'all'] as const) {
+    const out = join(await tempDir(t), `hf-${captions}`)
+    await writeExport(streamOf(samples), {format: 'hf', outDir: out, captions, shardSize: 7, manifestInfo: {}})
+    const read: Array<Record<string, any>> = []
+    for (const name of (await readdir(out, {recursive: true})).filter((file) => file.endsWith('.parquet')).sort()) {
+      const table = tableFromIPC(readParquet(new Uint8Array(await readFile(join(out, name)))).intoIPCStream())
+      assert.deepEqual(table.schema.fields.map((field) => `${field.name}: ${field.type}`), [
+        'image: Struct<{bytes:Binary, path:Utf8}>',
+        ...(captions === 'all' ? ['captions: List<Utf8>', 'caption_ids: List<Utf8>'] : ['text: Utf8', 'caption_id: Utf8']),
+        'key: Utf8', 'sha256: Utf8', 'split: Utf8', 'width: Int32', 'height: Int32',
+      ])
+      assert.equal(table.schema.metadata.get('huggingface'), hfSchemaMetadata(captions))
+      for (const row of table) read.push(row.toJSON())
+    }
+    const bySplit = ['test', 'train', 'val'].flatMap((split) => samples.filter((sample) => sample.split === split))
+    assert.equal(read.length, samples.length)
+    for (const [i, row] of read.entries()) {
+      const sample = bySplit[i]
+      assert.equal(sha256(row.image.bytes), sample.sha256)
+      assert.equal(row.image.path, `${sample.key}.${sample.imageExt}`)
+      const texts = captions === 'all' ? [...row.captions] : [row.text]
+      assert.deepEqual(texts, sample.captions.slice(0, captions === 'all' ? undefined : 1).map((caption) => caption.text))
+      assert.deepEqual([row.key, row.split, row.width, row.height], [sample.key, sample.split, sample.width, sample.height])
+    }
+  }
 })
