@@ -163,7 +163,8 @@ async function goldInputs(
                FROM (SELECT sha256, group_id, split, true AS included FROM gold.pairs
                      UNION ALL SELECT sha256, group_id, NULL, false FROM gold.excluded) d
                JOIN silver.images i USING (sha256)
-              GROUP BY d.sha256`,
+              GROUP BY d.sha256
+              ORDER BY d.sha256`,
           )
         ).getRowObjectsJson() as unknown as Decided[])
     for (const row of candidates) {
@@ -196,7 +197,7 @@ function resolveGroups(components: Map<string, string>, decided: Decided[]): Map
   return groups
 }
 
-/** With dedupe: the one image each group keeps — one already in gold, else the sharpest new one. */
+/** With dedupe: the one image each group keeps — one already in gold (the smallest sha256: `decided` is in sha256 order), else the sharpest new one. */
 function chooseKeepers(candidates: Candidate[], decided: Decided[], groupOf: Map<string, string>): Map<string, string> {
   const keeper = new Map<string, string>()
   for (const d of decided) if (d.included && !keeper.has(d.group_id)) keeper.set(d.group_id, d.sha256)
