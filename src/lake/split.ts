@@ -67,9 +67,7 @@ export function parseSplitRatios(text: string): SplitRatios {
   if (Math.abs(sum - 100) <= 100 * TOLERANCE) scale = 100
   else if (Math.abs(sum - 1) <= TOLERANCE) scale = 1
   else throw invalidParameter('split ratios', `three numbers adding up to 100 (like 90/5/5) or 1 (like 0.8/0.1/0.1), not ${sum},`, text)
-  // Exact fractions for the common percentages; test takes the remainder so the sum is 1.
-  const ratios = {train: train / scale, val: val / scale, test: 0}
-  ratios.test = Math.max(0, 1 - ratios.train - ratios.val)
-  if (test === 0) ratios.test = 0
-  return validateSplitRatios(ratios, 'split ratios')
+  // Each part divided on its own, so 80/10/10 stores 0.1 for test, not 1 - 0.8 - 0.1 =
+  // 0.09999999999999998; assignSplit gives test whatever train and val leave anyway.
+  return validateSplitRatios({train: train / scale, val: val / scale, test: test / scale}, 'split ratios')
 }
