@@ -226,7 +226,17 @@ function checkValue(value: unknown, type: LeafType, name: string): Value {
 }
 
 function rowError(name: string, expected: string, value: unknown): MlcapError {
-  return new MlcapError('PARQUET_VALUE', `parquet: column ${name} expected ${expected} (values are never null), not ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`)
+  return new MlcapError('PARQUET_VALUE', `parquet: column ${name} expected ${expected} (values are never null), not ${describeValue(value)}`)
+}
+
+/** A value in a message: short, whatever its size (a row may hold megabytes of image bytes). */
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value)
+  if (value instanceof Uint8Array) return `${value.constructor.name} of ${value.byteLength} bytes`
+  if (Array.isArray(value)) return `an array of ${value.length}`
+  if (typeof value === 'object') return `an object with keys ${Object.keys(value).join(', ') || '(none)'}`
+  const text = typeof value === 'string' ? JSON.stringify(value) : String(value)
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
 
 type SchemaElement = {root: true; children: number} | {name: string; repetition: number; type?: number; children?: number; converted?: number; logical?: 'string' | 'list'}

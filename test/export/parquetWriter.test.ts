@@ -96,6 +96,14 @@ test('ParquetWriter refuses null and mistyped values with the column named, and 
   await assert.rejects(writer.write({...good, n: 2 ** 31}), {code: 'PARQUET_VALUE', message: /column n expected a 32-bit integer/})
   await assert.rejects(writer.write({...good, tags: []}), {code: 'PARQUET_VALUE', message: /column tags expected a non-empty array/})
   await assert.rejects(writer.write({...good, image: {path: 'x'}}), {code: 'PARQUET_VALUE', message: /column image\.bytes expected a Uint8Array/})
+  // a wrong value holding megabytes is named by its shape, not dumped into the message
+  const big = {data: Buffer.alloc(5_000_000), check: undefined}
+  await assert.rejects(writer.write({...good, image: {bytes: big as never, path: 'x'}}), (error: Error) => {
+    assert.match(error.message, /column image\.bytes expected a Uint8Array or \{data, check\} .*, not an object with keys data, check$/)
+    assert.ok(error.message.length < 300, `${error.message.length} characters`)
+    return true
+  })
+  await assert.rejects(writer.write({...good, text: 7 as never}), {message: /column text expected a string .*, not 7$/})
 
   const rows = makeRows(20)
   await writeFile(join(dir, 'a.parquet'), rows, 4)
