@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The Quick start's main job on the bundled samples: ingest data/samples into ./data/lake,
-// run the silver and gold stages, show the lake's status, and run queries. Uses the built CLI (npm install builds it).
+// run the silver and gold stages, show the lake's status, run queries, and export gold as a
+// Hugging Face dataset into ./data/export/hf, checked against its manifest. Uses the built CLI
+// (npm install builds it). Re-running it adds nothing to the lake and replaces the export.
 import {spawnSync} from 'node:child_process'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -8,10 +10,12 @@ import {fileURLToPath} from 'node:url'
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const cli = path.join(root, 'bin', 'run.js')
 const lake = path.join(root, 'data', 'lake')
+const exported = path.join(root, 'data', 'export', 'hf')
 
 function mlcap(...args) {
   console.log(`\n$ mlcap ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}`)
-  const result = spawnSync(process.execPath, [cli, ...args, '--lake', lake], {stdio: 'inherit', cwd: root})
+  const withLake = args[0] === 'export' && args[1] === 'verify' ? args : [...args, '--lake', lake]
+  const result = spawnSync(process.execPath, [cli, ...withLake], {stdio: 'inherit', cwd: root})
   if (result.status !== 0) {
     console.error(`demo: "mlcap ${args[0]}" exited with ${result.status}`)
     process.exit(result.status ?? 1)
@@ -28,3 +32,5 @@ mlcap(
     order by c.source_kind, c.text limit 12`,
 )
 mlcap('query', `select split, count(*) as pairs, count(distinct group_id) as groups from gold.pairs group by all order by split`)
+mlcap('export', '--format', 'hf', '--out', exported, '--overwrite')
+mlcap('export', 'verify', exported)
