@@ -184,7 +184,7 @@ test('a SIGKILLed export leaves no output folder, only its staging folder, which
   assert.deepEqual(await verifyExport(outDir), {ok: true, problems: []})
 })
 
-test('an abort from a timer or signal handler (as Ctrl-C is) stops an export within a few dozen samples, though its writes are synchronous', async (t) => {
+test('an abort from a timer or signal handler (as Ctrl-C is) stops an export at its next turn of the event loop (every 8 samples), though its writes are synchronous', async (t) => {
   const root = await tempDir(t)
   const samples = (await makeSamples()).flatMap((sample, i) => [0, 1].map((copy) => ({...sample, key: `${sample.key}c${copy}`, split: 'train' as const, attributes: {i}})))
   for (const format of ['webdataset', 'hf'] as const) {
@@ -193,14 +193,16 @@ test('an abort from a timer or signal handler (as Ctrl-C is) stops an export wit
       // a plain array: the stream itself never gives the event loop a turn
       writeExport(samples, {
         format, outDir: join(root, format), captions: 'first', manifestInfo: {}, signal: controller.signal,
+        // setImmediate runs at the export's next turn of the event loop, as a signal handler would
+        // (a 1 ms timer may not be due yet at the next turn, which made this test depend on speed)
         onProgress: (done) => {
-          if (done === 2) setTimeout(() => controller.abort(new Error('SIGINT')), 0)
+          if (done === 2) setImmediate(() => controller.abort(new Error('SIGINT')))
         },
       }),
       (error: {code?: string; message: string}) => {
         assert.equal(error.code, 'EXPORT_ABORTED')
         const done = Number(/aborted after (\d+) samples/.exec(error.message)![1])
-        assert.ok(done > 2 && done <= 26, `${format}: stopped after ${done} of ${samples.length} samples, the abort came after 2`)
+        assert.ok(done > 2 && done <= 10, `${format}: stopped after ${done} of ${samples.length} samples, the abort came after 2`)
         return true
       },
     )
