@@ -79,11 +79,24 @@ export async function writeNewFile(path: string, data: Uint8Array | string, hash
     throw error
   }
   try {
-    await writeFully(handle, bytes)
+    await writeFully(handle, bytes).catch((error: unknown) => {
+      throw writeFailed(path, error)
+    })
   } finally {
     await handle.close()
   }
   hashes?.record(path, {bytes: bytes.byteLength, sha256})
+}
+
+/** A failed write, with what to do about the usual causes (a full disk, a quota, a file size limit). */
+function writeFailed(path: string, cause: unknown): MlcapError {
+  const code = (cause as NodeJS.ErrnoException)?.code
+  const hint = code === 'ENOSPC' || code === 'EDQUOT'
+    ? 'the disk (or your quota) is full: free some space, or pass --out on another disk'
+    : code === 'EFBIG'
+      ? 'the file is larger than this system or file system allows (ulimit -f, FAT32): lower --shard-size, or pass --out on another file system'
+      : 'check the disk the export is written to, then run the export again'
+  return new MlcapError('EXPORT_WRITE_FAILED', `export: could not write ${path}: ${(cause as Error)?.message ?? String(cause)}`, {hint, cause})
 }
 
 function duplicateFile(path: string, cause: unknown): MlcapError {
@@ -214,7 +227,12 @@ export class FileSink {
     let rest = chunks.filter((chunk) => chunk.byteLength > 0)
     let total = 0
     while (rest.length > 0) {
-      let written = writevSync(this.fd, rest)
+      let written: number
+      try {
+        written = writevSync(this.fd, rest)
+      } catch (error) {
+        throw writeFailed(this.path, error)
+      }
       total += written
       let i = 0
       while (i < rest.length && written >= rest[i].byteLength) written -= rest[i++].byteLength

@@ -5,11 +5,12 @@
  */
 import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
-import {readFileSync, writeFileSync} from 'node:fs'
+import {spawn} from 'node:child_process'
+import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {buildGoldLake} from '../helpers/goldLake.js'
-import {lakeCount, parseJson, runCli, tempDir} from '../helpers/lakeFixtures.js'
+import {CLI, collect, lakeCount, parseJson, runCli, tempDir} from '../helpers/lakeFixtures.js'
 
 let dir: string
 let lake: string
@@ -99,4 +100,18 @@ test('help shows both commands with examples', async () => {
   const verifyHelp = await runCli(['export', 'verify', '--help'])
   assert.equal(verifyHelp.code, 0)
   assert.match(verifyHelp.stdout, /\$ mlcap export verify DIR/)
+})
+
+test('a write that fails mid-export (here a file size limit) exits 1 naming the file, the cause and what to do; nothing is left behind', async () => {
+  const out = path.join(dir, 'too-big')
+  // bash ignores SIGXFSZ for the CLI, so writing past `ulimit -f` (KiB) fails with EFBIG instead of killing it
+  const child = spawn('bash', ['-c', 'trap "" XFSZ; ulimit -f 16; exec "$0" "$@"', process.execPath, CLI, 'export', '--format', 'webdataset', '--out', out, '--lake', lake], {
+    env: {...process.env, NODE_OPTIONS: ''},
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const result = await collect(child, Date.now(), {timeoutMs: 60_000})
+  assert.equal(result.code, 1, result.stderr)
+  assert.match(result.stderr, /Error: export: could not write .*too-big\.partial-[^/]+\/(train|val|test)\/00000\.tar: EFBIG: file too large/)
+  assert.match(result.stderr, /Hint: the file is larger than this system or file system allows \(ulimit -f, FAT32\): lower --shard-size/)
+  assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('too-big')), [])
 })
