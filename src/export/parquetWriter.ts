@@ -101,11 +101,16 @@ export class ParquetWriter {
     this.leaves = fields.flatMap(leavesOf)
   }
 
-  /** Adds one row; the row's buffers are written by reference and must not change until `finish`. */
+  /**
+   * Adds one row, or throws PARQUET_VALUE (and keeps nothing of it) for a missing or mistyped
+   * value. The row's buffers are written by reference and must not change until `finish`.
+   */
   async write(row: ParquetRow): Promise<void> {
     if (this.finished) throw new MlcapError('PARQUET_FINISHED', 'parquet: cannot write a row after finish')
+    let bytes = 0
+    for (const leaf of this.leaves) for (const value of leaf.valuesOf(row)) bytes += typeof value === 'number' ? 4 : typeof value === 'string' ? value.length : bytesOf(value).byteLength
     this.rows.push(row)
-    for (const leaf of this.leaves) for (const value of leaf.valuesOf(row)) this.rowBytes += typeof value === 'number' ? 4 : typeof value === 'string' ? value.length : bytesOf(value).byteLength
+    this.rowBytes += bytes
     if (this.rows.length >= this.options.rowGroupSize || this.rowBytes >= (this.options.maxRowGroupBytes ?? MAX_ROW_GROUP_BYTES)) await this.flushRowGroup()
   }
 

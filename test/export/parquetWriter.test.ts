@@ -104,6 +104,12 @@ test('ParquetWriter refuses null and mistyped values with the column named, and 
     return true
   })
   await assert.rejects(writer.write({...good, text: 7 as never}), {message: /column text expected a string .*, not 7$/})
+  // the refused rows were not kept: the writer goes on and writes only the good one
+  await writer.write(good)
+  await writer.finish()
+  await sink.close()
+  const file = await asyncBufferFromFile(join(dir, 'bad.parquet'))
+  assert.equal((await parquetMetadataAsync(file)).num_rows, 1n)
 
   const rows = makeRows(20)
   await writeFile(join(dir, 'a.parquet'), rows, 4)
