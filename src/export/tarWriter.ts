@@ -47,29 +47,39 @@ function paxRecord(key: string, value: string): string {
   return `${length}${body}`
 }
 
-function header(name: string, prefix: string, size: number, type: '0' | 'x'): Buffer {
+/** The fields every header shares (mode 0644, uid/gid 0, mtime 0, ustar magic), with spaces where the checksum goes. */
+const HEADER_TEMPLATE = (() => {
   const block = Buffer.alloc(TAR_BLOCK)
-  block.write(name, 0, 100, 'utf8')
   block.write(octal(0o644, 8), 100, 'ascii')
   block.write(octal(0, 8), 108, 'ascii') // uid
   block.write(octal(0, 8), 116, 'ascii') // gid
-  block.write(octal(size, 12), 124, 'ascii')
   block.write(octal(0, 12), 136, 'ascii') // mtime
   block.write('        ', 148, 'ascii') // checksum counts as spaces while summing
-  block.write(type, 156, 'ascii')
   block.write('ustar\0', 257, 'ascii')
   block.write('00', 263, 'ascii')
   // uname (265), gname (297) stay empty; devmajor/devminor as zeros like GNU tar
   block.write(octal(0, 8), 329, 'ascii')
   block.write(octal(0, 8), 337, 'ascii')
-  block.write(prefix, 345, 155, 'utf8')
+  return block
+})()
+
+/** One header block: the template with this entry's name, size, type and checksum (a copy: headers are written by reference). */
+function header(name: string, prefix: string, size: number, type: '0' | 'x'): Buffer {
+  const block = Buffer.allocUnsafe(TAR_BLOCK)
+  HEADER_TEMPLATE.copy(block)
+  block.write(name, 0, 100, 'utf8')
+  block.write(octal(size, 12), 124, 'latin1')
+  block[156] = type.charCodeAt(0)
+  if (prefix !== '') block.write(prefix, 345, 155, 'utf8')
   let sum = 0
   for (let i = 0; i < TAR_BLOCK; i++) sum += block[i]
-  block.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'ascii')
+  block.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
   return block
 }
 
 function checkEntryName(name: string): void {
+  // the common case, a sample's file name: one segment that is not . or ..
+  if (name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0')) return
   const parts = name.split('/')
   if (name === '' || name.startsWith('/') || name.includes('\0') || parts.some((part) => part === '' || part === '.' || part === '..')) {
     throw new MlcapError('EXPORT_TAR_NAME', `export: tar entry name ${JSON.stringify(name)} is not a clean relative path; expected non-empty segments separated by "/" with no "." or ".."`, {
@@ -111,6 +121,8 @@ export class TarWriter {
 
   /** Bytes one entry occupies in the archive (headers, data, padding): for shard budgeting. */
   static entryBytes(name: string, size: number): number {
+    // one ustar header when the name fits it and the size fits its octal field (what entryHeaders gives then)
+    if (size <= MAX_OCTAL_SIZE && name.length <= 100 && Buffer.byteLength(name) <= 100) return TAR_BLOCK + size + padding(size)
     return entryHeaders(name, size).reduce((total, block) => total + block.length, 0) + size + padding(size)
   }
 
