@@ -204,10 +204,13 @@ export class ParquetWriter {
 
 function leavesOf(field: ParquetField): Leaf[] {
   if (field.type === 'struct') {
-    return field.fields.map((child) => ({
-      path: [field.name, child.name], type: child.type, maxDef: 2, maxRep: 0,
-      valuesOf: (row) => [checkValue((row[field.name] as Record<string, Value>)?.[child.name], child.type, `${field.name}.${child.name}`)],
-    }))
+    return field.fields.map((child) => {
+      const name = `${field.name}.${child.name}`
+      return {
+        path: [field.name, child.name], type: child.type, maxDef: 2, maxRep: 0,
+        valuesOf: (row: ParquetRow) => [checkValue((row[field.name] as Record<string, Value>)?.[child.name], child.type, name)],
+      }
+    })
   }
   if (field.type === 'list') {
     return [{
@@ -222,9 +225,13 @@ function leavesOf(field: ParquetField): Leaf[] {
   return [{path: [field.name], type: field.type, maxDef: 1, maxRep: 0, valuesOf: (row) => [checkValue(row[field.name], field.type, field.name)]}]
 }
 
+function isBinaryValue(value: unknown): boolean {
+  if (value instanceof Uint8Array) return true
+  return value !== null && typeof value === 'object' && (value as CheckedBytes).data instanceof Uint8Array && typeof (value as CheckedBytes).check?.sha256 === 'string'
+}
+
 function checkValue(value: unknown, type: LeafType, name: string): Value {
-  const binary = (v: unknown) => v instanceof Uint8Array || (v !== null && typeof v === 'object' && (v as CheckedBytes).data instanceof Uint8Array && typeof (v as CheckedBytes).check?.sha256 === 'string')
-  if (type === 'string' ? typeof value === 'string' : type === 'binary' ? binary(value) : Number.isInteger(value) && Math.abs(value as number) < 2 ** 31) {
+  if (type === 'string' ? typeof value === 'string' : type === 'binary' ? isBinaryValue(value) : Number.isInteger(value) && Math.abs(value as number) < 2 ** 31) {
     return value as Value
   }
   throw rowError(name, type === 'int32' ? 'a 32-bit integer' : type === 'binary' ? 'a Uint8Array or {data, check}' : 'a string', value)
