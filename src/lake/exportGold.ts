@@ -267,10 +267,15 @@ function readObject(layout: LakeLayout, hash: string, row: Row, original: boolea
   }
 }
 
+/** The extension of an image whose format the lake does not record, from its first bytes. */
+function sniffedExt(image: Buffer): ImageExt | undefined {
+  const sniffed = sniffImageFormat(image.subarray(0, 512))
+  return 'format' in sniffed ? extOf(sniffed.format) : undefined
+}
+
 function sampleOf(row: Row, image: Buffer, hash: string, original: boolean): ExportSample {
   const fromLake = original ? extOf(row.original_format) : row.normalized_sha256 === hash ? extOf(row.normalized_format) : undefined
-  const sniffed = sniffImageFormat(image.subarray(0, 512))
-  const imageExt = fromLake ?? ('format' in sniffed ? extOf(sniffed.format) : undefined)
+  const imageExt = fromLake ?? sniffedExt(image)
   if (!imageExt) {
     throw new MlcapError('EXPORT_IMAGE_FORMAT', `export: cannot tell the format of image ${hash} (gold image ${row.sha256}); expected one of ${IMAGE_EXTS.join(', ')}`, {
       hint: 'the lake object named by that hash is damaged: restore it from a backup or from the original file',
