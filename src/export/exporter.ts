@@ -9,12 +9,13 @@
  * `overwrite: true`, and then only if it is an earlier mlcap export (it has a manifest):
  * it is replaced after the new export is complete.
  */
-import {createHash, randomBytes} from 'node:crypto'
+import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
 import {setImmediate as yieldToEventLoop} from 'node:timers/promises'
 import {mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 import {MlcapError, UsageError} from '../lake/errors.js'
+import {sha256Hex} from '../lake/hashing.js'
 import {processAlive} from '../lake/runs.js'
 import {createCocoWriter} from './coco.js'
 import {createHfWriter} from './hf.js'
@@ -22,7 +23,7 @@ import {createImageFolderWriter} from './imagefolder.js'
 import {canonicalJson, emptyCounts, listExportFiles, MANIFEST_FILE, mlcapVersion, readManifest, writeManifest, type ExportCounts} from './manifest.js'
 import {createCsvWriter, createJsonlWriter} from './rowsFormat.js'
 import {HashThread} from './hashThread.js'
-import {CAPTION_MODES, exportParameterError, selectedCaptions, validateSampleFields, type CaptionMode, type ExportSample} from './sample.js'
+import {CAPTION_MODES, exportParameterError, selectedCaptions, validateSample, type CaptionMode, type ExportSample} from './sample.js'
 import {createWebDatasetWriter} from './webdataset.js'
 import {FileHashes, type FormatDefinition, type FormatWriter} from './writer.js'
 
@@ -132,7 +133,7 @@ function abortError(signal: AbortSignal, written: number, outDir: string): Mlcap
 }
 
 /** This host, as it appears in staging folder names (a hash: host names may hold dashes). */
-const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8)
+const HOST_TAG = sha256Hex(hostname()).slice(0, 8)
 
 function stagingPath(outDir: string): string {
   return `${outDir}.partial-${HOST_TAG}-${process.pid}-${randomBytes(6).toString('hex')}`
@@ -203,7 +204,7 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
     const keys = new Set<string>()
     for await (const sample of samples) {
       if (signal?.aborted) throw abortError(signal, written, outDir)
-      validateSampleFields(sample, written)
+      validateSample(sample, written)
       if (keys.has(sample.key)) {
         throw exportParameterError(`sample #${written} key`, 'a key not used by an earlier sample', sample.key, 'sample keys must be unique within an export')
       }

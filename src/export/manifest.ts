@@ -9,7 +9,8 @@ import {lstat, readdir, readFile, writeFile} from 'node:fs/promises'
 import {join, relative, sep} from 'node:path'
 import {MlcapError} from '../lake/errors.js'
 import {SPLITS, type Split} from './sample.js'
-import {hashFile, type FileHashes} from './writer.js'
+import {sha256OfFile} from '../lake/hashing.js'
+import type {FileHashes} from './writer.js'
 
 export const MANIFEST_FILE = 'manifest.json'
 
@@ -77,7 +78,7 @@ export function canonicalJson(value: unknown, indent = 2): string {
 }
 
 export async function sha256File(path: string): Promise<string> {
-  return (await hashFile(path)).sha256
+  return (await sha256OfFile(path)).sha256
 }
 
 /** Every regular file under `dir` except the manifest, as `/`-separated relative paths, sorted. Other entries (symlinks, sockets) are reported in `others`. */

@@ -1,10 +1,9 @@
 /**
  * The input contract of every export writer: one deterministic, ordered stream of
  * samples (one image with its captions). `validateSample` checks a sample at the edge
- * so that writers can trust it; `captionTexts` applies the `captions` option once.
+ * so that writers can trust it; `selectedCaptions` applies the `captions` option.
  */
-import {createHash} from 'node:crypto'
-import {invalidParameter, MlcapError, type UsageError} from '../lake/errors.js'
+import {invalidParameter, type UsageError} from '../lake/errors.js'
 import type {ContentCheck} from './hashThread.js'
 
 export const IMAGE_EXTS = Object.freeze(['jpg', 'png', 'webp', 'gif', 'tiff', 'avif', 'heif'] as const)
@@ -54,31 +53,16 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null
 }
 
-/**
- * Throws a UsageError naming the sample (by position and key), the field, what was
- * expected and what was received. Also proves `sha256` is the hash of `image`, so an
- * export never labels bytes with the wrong hash.
- */
-export function validateSample(sample: ExportSample, index: number): void {
-  validateSampleFields(sample, index)
-  checkSampleHash(sample, index, createHash('sha256').update(sample.image).digest('hex'))
-}
-
-/** Throws EXPORT_HASH_MISMATCH unless `actual` (the image's SHA-256) is the sample's `sha256`. */
-export function checkSampleHash(sample: ExportSample, index: number, actual: string): void {
-  if (actual !== sample.sha256) {
-    throw new MlcapError('EXPORT_HASH_MISMATCH', `export: ${sampleField(sample, index, 'image')} hashes to ${actual} but the sample says sha256 ${sample.sha256}`, {
-      hint: 'the object store may be corrupt: run the lake verification before exporting again',
-    })
-  }
-}
-
 function sampleField(sample: ExportSample, index: number, field: string): string {
   return `sample #${index}${typeof sample?.key === 'string' ? ` (key ${JSON.stringify(sample.key)})` : ''} ${field}`
 }
 
-/** validateSample without the hash check: every field's shape. */
-export function validateSampleFields(sample: ExportSample, index: number): void {
+/**
+ * Throws a UsageError naming the sample (by position and key), the field, what was expected
+ * and what was received. The image's bytes are checked against `sha256` where the writer
+ * writes them (imageCheck), so an export never labels bytes with the wrong hash.
+ */
+export function validateSample(sample: ExportSample, index: number): void {
   const at = (field: string) => sampleField(sample, index, field)
   const fix = 'fix the sample stream given to writeExport'
   if (typeof sample !== 'object' || sample === null) throw exportParameterError(`sample #${index}`, 'an ExportSample object', sample, fix)

@@ -5,10 +5,11 @@
  * Writers never write the manifest and never publish: exporter.ts does both.
  */
 import {createHash, type Hash} from 'node:crypto'
-import {closeSync, createReadStream, openSync, writevSync} from 'node:fs'
+import {closeSync, openSync, writevSync} from 'node:fs'
 import {mkdir, open, type FileHandle} from 'node:fs/promises'
 import {dirname} from 'node:path'
 import {MlcapError} from '../lake/errors.js'
+import {sha256Hex} from '../lake/hashing.js'
 import {contentMismatch, type ContentCheck, type FileHash, type FollowedFile, type HashThread, type RangeCheck} from './hashThread.js'
 import type {CaptionMode, ExportSample} from './sample.js'
 
@@ -69,7 +70,7 @@ export interface FormatDefinition {
  */
 export async function writeNewFile(path: string, data: Uint8Array | string, hashes?: FileHashes, check?: ContentCheck): Promise<void> {
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
-  const sha256 = createHash('sha256').update(bytes).digest('hex')
+  const sha256 = sha256Hex(bytes)
   if (check && check.sha256 !== sha256) throw contentMismatch(check, sha256)
   let handle: FileHandle
   try {
@@ -103,17 +104,6 @@ function duplicateFile(path: string, cause: unknown): MlcapError {
   return new MlcapError('EXPORT_DUPLICATE_FILE', `export: ${path} was already written by an earlier sample; expected each sample key and file name to be unique`, {
     hint: 'give every sample a distinct key', cause,
   })
-}
-
-/** Size and SHA-256 of a file on disk (for files a writer did not write itself, e.g. DuckDB's). */
-export async function hashFile(path: string): Promise<FileHash> {
-  const hash = createHash('sha256')
-  let bytes = 0
-  for await (const chunk of createReadStream(path, {highWaterMark: 1 << 20})) {
-    hash.update(chunk as Buffer)
-    bytes += (chunk as Buffer).length
-  }
-  return {bytes, sha256: hash.digest('hex')}
 }
 
 async function writeFully(handle: FileHandle, data: Uint8Array): Promise<void> {
@@ -185,7 +175,7 @@ export class FileSink {
     if (check) {
       if (this.followed) this.pendingChecks.push({...check, start: this.bytes, end: this.bytes + data.byteLength})
       else {
-        const actual = createHash('sha256').update(data).digest('hex')
+        const actual = sha256Hex(data)
         if (actual !== check.sha256) throw contentMismatch(check, actual)
       }
     }

@@ -4,9 +4,9 @@
  * message, and computes the content hash recorded as the model's provenance.
  */
 import {createHash} from 'node:crypto'
-import {createReadStream} from 'node:fs'
 import {open, readFile, readdir, stat} from 'node:fs/promises'
 import path from 'node:path'
+import {sha256OfFile} from '../lake/hashing.js'
 import {DTYPE_SUFFIX, type ModelDtype, type ResolvedModel} from './registry.js'
 import {messageOf, modelCorrupt, modelNotFound, modelUnsupported} from './errors.js'
 
@@ -138,16 +138,6 @@ export async function checkOnnxStructure(file: string): Promise<void> {
   }
 }
 
-function hashFile(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256')
-    createReadStream(file)
-      .on('error', reject)
-      .on('data', (chunk) => hash.update(chunk))
-      .on('end', () => resolve(hash.digest('hex')))
-  })
-}
-
 function tokenIds(value: unknown): number[] {
   if (typeof value === 'number' && Number.isInteger(value)) return [value]
   if (Array.isArray(value)) return value.filter((v): v is number => typeof v === 'number' && Number.isInteger(v))
@@ -211,7 +201,7 @@ export async function checkModelFolder(model: ResolvedModel, dtype: ModelDtype):
 
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)) // code-unit order: locale-independent hash
   const hash = createHash('sha256')
-  for (const f of files) hash.update(`${f.path}\0${await hashFile(path.join(dir, f.path))}\n`)
+  for (const f of files) hash.update(`${f.path}\0${(await sha256OfFile(path.join(dir, f.path))).sha256}\n`)
   const checked: CheckedModel = {dir, dtype, files, contentHash: hash.digest('hex'), eosTokenIds}
   memo.set(key, checked)
   return checked
