@@ -89,16 +89,7 @@ export async function commitBatch(layout: LakeLayout, batch: StagedBatch, option
           await connection.run('ROLLBACK')
           return null
         }
-        await connection.run(`INSERT INTO commits VALUES ($id, now(), $op, $run, $summary)`, {
-          id,
-          op: options.operation,
-          run: options.runId,
-          summary: JSON.stringify({...options.summary, added}),
-        })
-        await connection.run(`UPDATE runs SET commits = list_append(coalesce(commits, []), $id) WHERE run_id = $run`, {
-          id,
-          run: options.runId,
-        })
+        await recordCommit(connection, id, options.operation, options.runId, {...options.summary, added})
         await connection.run('COMMIT')
         return id
       } catch (error) {
@@ -115,9 +106,16 @@ export async function commitBatch(layout: LakeLayout, batch: StagedBatch, option
   return {commitId, added, staged}
 }
 
-async function nextCommitId(connection: DuckDBConnection): Promise<number> {
+/** The id the next commit takes (inside the committing transaction). */
+export async function nextCommitId(connection: DuckDBConnection): Promise<number> {
   const rows = (await connection.runAndReadAll('SELECT coalesce(max(commit_id), 0) + 1 FROM commits')).getRows()
   return Number(rows[0][0])
+}
+
+/** Inside the committing transaction: the `commits` row, and the commit appended to its run's list. */
+export async function recordCommit(connection: DuckDBConnection, id: number, operation: string, runId: string, summary: Record<string, unknown>): Promise<void> {
+  await connection.run(`INSERT INTO commits VALUES ($id, now(), $op, $run, $summary)`, {id, op: operation, run: runId, summary: JSON.stringify(summary)})
+  await connection.run(`UPDATE runs SET commits = list_append(coalesce(commits, []), $id) WHERE run_id = $run`, {id, run: runId})
 }
 
 async function stageTable(

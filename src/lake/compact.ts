@@ -4,7 +4,7 @@ import {existsSync, statSync} from 'node:fs'
 import path from 'node:path'
 
 import {CatalogOptions, withCatalog} from './catalog.js'
-import {PARQUET_OPTIONS, promote, retireFiles} from './commit.js'
+import {nextCommitId, PARQUET_OPTIONS, promote, recordCommit, retireFiles} from './commit.js'
 import {invalidParameter, MlcapError} from './errors.js'
 import {LakeLayout} from './layout.js'
 import {beginRun, finishRun, Run} from './runs.js'
@@ -174,12 +174,7 @@ export async function compactTable(layout: LakeLayout, tableId: string, options:
             await connection.run('ROLLBACK')
             return
           }
-          await connection.run(`INSERT INTO commits VALUES ($id, now(), 'compact', $run, $summary)`, {
-            id: commitId,
-            run: run.runId,
-            summary: JSON.stringify({table: def.id, files_before: outcome.filesBefore, files_after: outcome.filesAfter, rows: outcome.rows, added: {}}),
-          })
-          await connection.run(`UPDATE runs SET commits = list_append(coalesce(commits, []), $id) WHERE run_id = $run`, {id: commitId, run: run.runId})
+          await recordCommit(connection, commitId, 'compact', run.runId, {table: def.id, files_before: outcome.filesBefore, files_after: outcome.filesAfter, rows: outcome.rows, added: {}})
           await connection.run('COMMIT')
           outcome.commitId = commitId
         } catch (error) {
@@ -272,7 +267,3 @@ async function rewriteGroup(
   return {staged, final, rows, bytes: statSync(staged).size}
 }
 
-async function nextCommitId(connection: DuckDBConnection): Promise<number> {
-  const rows = (await connection.runAndReadAll('SELECT coalesce(max(commit_id), 0) + 1 FROM commits')).getRows()
-  return Number(rows[0][0])
-}
