@@ -1,9 +1,10 @@
 import {LakeLayout} from './layout.js'
 import {DEFAULT_NEAR_DUPLICATE_DISTANCE, hexToHash} from './perceptualHash.js'
 import {groupNearDuplicates} from './nearDuplicates.js'
+import {OK_SILVER_PAIRS, UNDECIDED_PAIR} from './pending.js'
 import {LakeReader} from './reader.js'
 import {GOLD_EXCLUDED, GOLD_PAIRS} from './schema.js'
-import {assignSplit, SplitRatios, DEFAULT_SPLIT_RATIOS} from './split.js'
+import {assignSplit, SplitRatios, DEFAULT_SPLIT_RATIOS, DEFAULT_SPLIT_SEED} from './split.js'
 import {StageOptions, StageRun, StageSummary} from './stageRun.js'
 
 export interface GoldFilters {
@@ -65,7 +66,7 @@ export async function runGold(layout: LakeLayout, options: GoldOptions = {}): Pr
   const filters: GoldFilters = {...DEFAULT_GOLD_FILTERS, ...options.filters}
   const distance = options.nearDuplicateDistance ?? DEFAULT_NEAR_DUPLICATE_DISTANCE
   const ratios = options.ratios ?? DEFAULT_SPLIT_RATIOS
-  const seed = options.splitSeed ?? ''
+  const seed = options.splitSeed ?? DEFAULT_SPLIT_SEED
   const full = Boolean(options.full)
   const {candidates, decided, inputCommit} = await goldInputs(layout, full, options)
   const params = {filters, near_duplicate_distance: distance, dedupe: Boolean(options.dedupe), ratios, split_seed: seed, full, input_commit: inputCommit}
@@ -148,9 +149,8 @@ async function goldInputs(
         `SELECT sha256(i.sha256 || '|' || c.caption_id) AS pair_id, i.sha256, c.caption_id, c.text AS caption,
                 c.source AS caption_source, c.model_id, i.normalized_sha256 AS image_sha256,
                 i.normalized_width AS width, i.normalized_height AS height, i.phash, i.sharpness, c.words
-           FROM silver.images i JOIN silver.captions c USING (sha256)
-          WHERE i.status = 'ok' AND c.status = 'ok'
-            ${full ? '' : `AND sha256(i.sha256 || '|' || c.caption_id) NOT IN (SELECT pair_id FROM gold.pairs UNION ALL SELECT pair_id FROM gold.excluded)`}
+           FROM ${OK_SILVER_PAIRS}
+            ${full ? '' : `AND ${UNDECIDED_PAIR}`}
           ORDER BY i.sha256, c.caption_id`,
       )
     ).getRowObjectsJson() as unknown as Candidate[]

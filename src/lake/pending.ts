@@ -1,6 +1,7 @@
 /**
  * Work waiting for each later stage, as one SQL count over the lake's views. Each stage
- * adds its entry here when it exists, so `mlcap status` shows what `etl run` would do.
+ * adds its entry here when it exists, and selects its work with the same clauses, so
+ * `mlcap status` shows what `etl run` would do.
  */
 export interface PendingWork {
   readonly stage: string
@@ -9,18 +10,28 @@ export interface PendingWork {
   readonly sql: string
 }
 
+/** Bronze images silver has not processed (a FROM clause with `sha256`). */
+export const NEW_BRONZE_IMAGES = 'bronze.images ANTI JOIN silver.images USING (sha256)'
+
+/** For `bronze.captions b`: the caption is in no silver caption's lineage yet. */
+export const NEW_BRONZE_CAPTION = 'NOT EXISTS (SELECT 1 FROM silver.caption_sources s WHERE s.bronze_caption_id = b.caption_id)'
+
+/** Image–caption pairs gold may use (aliases `i`, `c`): both ok in silver. */
+export const OK_SILVER_PAIRS = `silver.images i JOIN silver.captions c USING (sha256) WHERE i.status = 'ok' AND c.status = 'ok'`
+
+/** For OK_SILVER_PAIRS: a pair gold has not decided on (neither in gold.pairs nor in gold.excluded). */
+export const UNDECIDED_PAIR = `sha256(i.sha256 || '|' || c.caption_id) NOT IN (SELECT pair_id FROM gold.pairs UNION ALL SELECT pair_id FROM gold.excluded)`
+
 export const PENDING_WORK: readonly PendingWork[] = Object.freeze([
   {
     stage: 'silver',
     description: 'bronze images and captions silver has not processed',
-    sql: `SELECT (SELECT count(*) FROM bronze.images ANTI JOIN silver.images USING (sha256))
-               + (SELECT count(*) FROM bronze.captions b ANTI JOIN silver.caption_sources s ON s.bronze_caption_id = b.caption_id) AS n`,
+    sql: `SELECT (SELECT count(*) FROM ${NEW_BRONZE_IMAGES})
+               + (SELECT count(*) FROM bronze.captions b WHERE ${NEW_BRONZE_CAPTION}) AS n`,
   },
   {
     stage: 'gold',
     description: 'ok silver image–caption pairs gold has not decided on',
-    sql: `SELECT count(*) AS n FROM silver.images i JOIN silver.captions c USING (sha256)
-           WHERE i.status = 'ok' AND c.status = 'ok'
-             AND sha256(i.sha256 || '|' || c.caption_id) NOT IN (SELECT pair_id FROM gold.pairs UNION ALL SELECT pair_id FROM gold.excluded)`,
+    sql: `SELECT count(*) AS n FROM ${OK_SILVER_PAIRS} AND ${UNDECIDED_PAIR}`,
   },
 ])

@@ -3,10 +3,11 @@ import {readFile} from 'node:fs/promises'
 import os from 'node:os'
 
 import {keyOf, sha256Hex} from './hashing.js'
-import {cleanCaption, CleanCaptionOptions, CLEANING_VERSION} from './captionClean.js'
+import {cleanCaption, CleanCaptionOptions, CLEANING_VERSION, DEFAULT_CLEAN_CAPTION_OPTIONS} from './captionClean.js'
 import {LakeLayout} from './layout.js'
 import {DEFAULT_NORMALIZE_OPTIONS, normalizeImage, NormalizeOptions} from './normalize.js'
 import {putObject} from './objects.js'
+import {NEW_BRONZE_CAPTION, NEW_BRONZE_IMAGES} from './pending.js'
 import {hashToHex, PERCEPTUAL_HASH_VERSION} from './perceptualHash.js'
 import {LakeReader} from './reader.js'
 import {SILVER_CAPTION_SOURCES, SILVER_CAPTIONS, SILVER_IMAGES} from './schema.js'
@@ -35,7 +36,7 @@ export function humanCaptionId(sha256: string, text: string): string {
 export async function runSilver(layout: LakeLayout, options: SilverOptions = {}): Promise<StageSummary> {
   // No ensureCatalog: a stage reads an existing lake (LAKE_NOT_FOUND otherwise), it never creates one.
   const normalize: NormalizeOptions = {...DEFAULT_NORMALIZE_OPTIONS, ...options.normalize}
-  const captionOptions: CleanCaptionOptions = {lowercase: false, maxLength: 300, ...options.captions}
+  const captionOptions: CleanCaptionOptions = {...DEFAULT_CLEAN_CAPTION_OPTIONS, ...options.captions}
   const params = {
     normalize,
     captions: captionOptions,
@@ -110,9 +111,7 @@ export async function pendingSilverWork(
     const c = reader.connection
     const images = (
       await c.runAndReadAll(
-        full
-          ? `SELECT sha256 FROM bronze.images ORDER BY sha256`
-          : `SELECT sha256 FROM bronze.images ANTI JOIN silver.images USING (sha256) ORDER BY sha256`,
+        `SELECT sha256 FROM ${full ? 'bronze.images' : NEW_BRONZE_IMAGES} ORDER BY sha256`,
       )
     )
       .getRows()
@@ -120,7 +119,7 @@ export async function pendingSilverWork(
     const captions = (
       await c.runAndReadAll(
         `SELECT caption_id, sha256, text, source_kind, source_file FROM bronze.captions b
-         ${full ? '' : 'WHERE NOT EXISTS (SELECT 1 FROM silver.caption_sources s WHERE s.bronze_caption_id = b.caption_id)'}
+         ${full ? '' : `WHERE ${NEW_BRONZE_CAPTION}`}
          ORDER BY sha256, caption_id`,
       )
     ).getRowObjectsJson() as unknown as BronzeCaption[]
