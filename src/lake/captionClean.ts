@@ -58,6 +58,9 @@ export type CleanCaptionOptions = {
   minLength?: number
 }
 
+/** What silver and the caption stage clean with unless told otherwise (recorded with each run in this key order). */
+export const DEFAULT_CLEAN_CAPTION_OPTIONS: Readonly<CleanCaptionOptions> = Object.freeze({lowercase: false, maxLength: DEFAULT_MAX_CAPTION_LENGTH})
+
 export type CaptionRejectReason = 'empty' | 'too_short' | 'too_long' | 'not_a_caption' | 'invalid_utf8'
 
 export type CleanCaptionResult =

@@ -14,7 +14,7 @@
 import {readFile} from 'node:fs/promises'
 
 import {keyOf} from './hashing.js'
-import {cleanCaption, CleanCaptionOptions, CLEANING_VERSION} from './captionClean.js'
+import {cleanCaption, CleanCaptionOptions, CLEANING_VERSION, DEFAULT_CLEAN_CAPTION_OPTIONS} from './captionClean.js'
 import {LakeLayout} from './layout.js'
 import {LakeReader} from './reader.js'
 import {SILVER_CAPTIONS} from './schema.js'
@@ -188,7 +188,7 @@ export async function runCaptionStage(layout: LakeLayout, options: CaptionStageO
   // No ensureCatalog: a stage reads an existing lake (LAKE_NOT_FOUND otherwise), it never creates one.
   const settings = await resolveCaptionSettings(options)
   const retryFailed = Boolean(options.retryFailed)
-  const cleaning: CleanCaptionOptions = {lowercase: false, maxLength: 300, ...options.captions}
+  const cleaning: CleanCaptionOptions = {...DEFAULT_CLEAN_CAPTION_OPTIONS, ...options.captions}
   const chunkSize = options.chunkSize ?? Math.min(64, MAX_BATCH * settings.plan.workers * 2)
   if (!Number.isInteger(chunkSize) || chunkSize < 1) throw invalidModelParameter('chunkSize', 'a positive integer', options.chunkSize)
   const commitEveryMs = options.commitEveryMs ?? 30_000

@@ -4,7 +4,11 @@ import {LakeCommand} from '../../cli/lakeCommand.js'
 import {modelFlags, modelOptions} from '../../cli/modelFlags.js'
 import {interruptSignal, Progress} from '../../cli/progress.js'
 import {invalidParameter} from '../../lake/errors.js'
-import {parseSplitRatios} from '../../lake/split.js'
+import {DEFAULT_MAX_CAPTION_LENGTH} from '../../lake/captionClean.js'
+import {DEFAULT_GOLD_FILTERS} from '../../lake/gold.js'
+import {DEFAULT_NORMALIZE_OPTIONS} from '../../lake/normalize.js'
+import {DEFAULT_NEAR_DUPLICATE_DISTANCE} from '../../lake/perceptualHash.js'
+import {DEFAULT_SPLIT_SEED, parseSplitRatios} from '../../lake/split.js'
 import {StageSummary} from '../../lake/stageRun.js'
 import {resolveStages, STAGES} from '../../lake/stages.js'
 
@@ -38,21 +42,21 @@ gold: pairs ok images with ok captions, applies the quality filters, groups near
   static override flags = {
     full: Flags.boolean({description: 'Rebuild silver and gold from all their input (the caption stage never recaptions: use --retry-failed or new model settings).'}),
     'batch-size': Flags.integer({description: 'Rows per commit (bounds what a kill can lose).', default: 1000, min: 1}),
-    'max-side': Flags.integer({description: 'silver: longer side of the normalized image.', default: 512, min: 16, helpGroup: 'SILVER'}),
-    quality: Flags.integer({description: 'silver: JPEG/WebP quality of the derivative.', default: 90, min: 1, max: 100, helpGroup: 'SILVER'}),
-    'image-format': Flags.string({description: 'silver: derivative format.', options: ['jpeg', 'webp', 'png'], default: 'jpeg', helpGroup: 'SILVER'}),
-    'min-side': Flags.integer({description: 'silver: reject images whose shorter side is below this.', default: 32, min: 1, helpGroup: 'SILVER'}),
-    'max-aspect': Flags.string({description: 'silver: reject images more elongated than this ratio.', default: '6', helpGroup: 'SILVER'}),
+    'max-side': Flags.integer({description: 'silver: longer side of the normalized image.', default: DEFAULT_NORMALIZE_OPTIONS.maxSide, min: 16, helpGroup: 'SILVER'}),
+    quality: Flags.integer({description: 'silver: JPEG/WebP quality of the derivative.', default: DEFAULT_NORMALIZE_OPTIONS.quality, min: 1, max: 100, helpGroup: 'SILVER'}),
+    'image-format': Flags.string({description: 'silver: derivative format.', options: ['jpeg', 'webp', 'png'], default: DEFAULT_NORMALIZE_OPTIONS.format, helpGroup: 'SILVER'}),
+    'min-side': Flags.integer({description: 'silver: reject images whose shorter side is below this.', default: DEFAULT_NORMALIZE_OPTIONS.minSide, min: 1, helpGroup: 'SILVER'}),
+    'max-aspect': Flags.string({description: 'silver: reject images more elongated than this ratio.', default: String(DEFAULT_NORMALIZE_OPTIONS.maxAspectRatio), helpGroup: 'SILVER'}),
     lowercase: Flags.boolean({description: 'silver: lowercase cleaned captions.', helpGroup: 'SILVER'}),
-    'max-caption-length': Flags.integer({description: 'silver: reject captions longer than this (characters).', default: 300, min: 1, helpGroup: 'SILVER'}),
+    'max-caption-length': Flags.integer({description: 'silver: reject captions longer than this (characters).', default: DEFAULT_MAX_CAPTION_LENGTH, min: 1, helpGroup: 'SILVER'}),
     split: Flags.string({description: 'gold: train/val/test percentages.', default: '90/5/5', helpGroup: 'GOLD'}),
-    'split-seed': Flags.string({description: 'gold: seed of the split hash (changes every assignment).', default: '', helpGroup: 'GOLD'}),
-    'near-dup-distance': Flags.integer({description: 'gold: pHash Hamming distance for near-duplicates.', default: 8, min: 0, max: 64, helpGroup: 'GOLD'}),
+    'split-seed': Flags.string({description: 'gold: seed of the split hash (changes every assignment).', default: DEFAULT_SPLIT_SEED, helpGroup: 'GOLD'}),
+    'near-dup-distance': Flags.integer({description: 'gold: pHash Hamming distance for near-duplicates.', default: DEFAULT_NEAR_DUPLICATE_DISTANCE, min: 0, max: 64, helpGroup: 'GOLD'}),
     dedupe: Flags.boolean({description: 'gold: keep only the sharpest image of each near-duplicate group.', helpGroup: 'GOLD'}),
-    'gold-min-side': Flags.integer({description: 'gold: minimum shorter side of the normalized image.', default: 64, min: 0, helpGroup: 'GOLD'}),
-    'min-sharpness': Flags.string({description: 'gold: minimum variance of the Laplacian.', default: '0', helpGroup: 'GOLD'}),
-    'min-words': Flags.integer({description: 'gold: minimum caption words.', default: 1, min: 0, helpGroup: 'GOLD'}),
-    'max-words': Flags.integer({description: 'gold: maximum caption words.', default: 100, min: 1, helpGroup: 'GOLD'}),
+    'gold-min-side': Flags.integer({description: 'gold: minimum shorter side of the normalized image.', default: DEFAULT_GOLD_FILTERS.minSide, min: 0, helpGroup: 'GOLD'}),
+    'min-sharpness': Flags.string({description: 'gold: minimum variance of the Laplacian.', default: String(DEFAULT_GOLD_FILTERS.minSharpness), helpGroup: 'GOLD'}),
+    'min-words': Flags.integer({description: 'gold: minimum caption words.', default: DEFAULT_GOLD_FILTERS.minWords, min: 0, helpGroup: 'GOLD'}),
+    'max-words': Flags.integer({description: 'gold: maximum caption words.', default: DEFAULT_GOLD_FILTERS.maxWords, min: 1, helpGroup: 'GOLD'}),
     ...modelFlags('CAPTION'),
     'retry-failed': Flags.boolean({description: 'caption: caption again the images whose earlier attempt with the same settings was rejected.', helpGroup: 'CAPTION'}),
   }
