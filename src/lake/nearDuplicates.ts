@@ -26,18 +26,11 @@
  * smallest sha256 in it (as a string).
  */
 import {invalidParameter} from './errors.js'
-import {DEFAULT_NEAR_DUPLICATE_DISTANCE} from './perceptualHash.js'
+import {DEFAULT_NEAR_DUPLICATE_DISTANCE, popcount32} from './perceptualHash.js'
 
 export {DEFAULT_NEAR_DUPLICATE_DISTANCE}
 
 export type HashedImage = {sha256: string; phash: bigint}
-
-function popcount32(x: number): number {
-  x -= (x >>> 1) & 0x55555555
-  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333)
-  x = (x + (x >>> 4)) & 0x0f0f0f0f
-  return Math.imul(x, 0x01010101) >>> 24
-}
 
 function binomialSum(bits: number, radius: number): number {
   let total = 0

@@ -121,7 +121,7 @@ function checkPixels(grey: Uint8Array, width: number, height: number): void {
 /** 64-bit pHash of an 8-bit greyscale image (see the module comment). */
 export function phash(grey: Uint8Array, width: number, height: number): bigint {
   checkPixels(grey, width, height)
-  return phashOf32(areaResize(grey, width, height, PHASH_SIZE, PHASH_SIZE))
+  return phashOf32(areaResizeFloat(grey, width, height, PHASH_SIZE, PHASH_SIZE))
 }
 
 function phashOf32(px: Float64Array): bigint {
@@ -153,13 +153,13 @@ function phashOf32(px: Float64Array): bigint {
 /** 64-bit dHash of an 8-bit greyscale image (see the module comment). */
 export function dhash(grey: Uint8Array, width: number, height: number): bigint {
   checkPixels(grey, width, height)
-  return dhashOf32(areaResize(grey, width, height, PHASH_SIZE, PHASH_SIZE))
+  return dhashOf32(areaResizeFloat(grey, width, height, PHASH_SIZE, PHASH_SIZE))
 }
 
 /** Both hashes, sharing the 32×32 reduction (what silver calls). */
 export function perceptualHashes(grey: Uint8Array, width: number, height: number): {phash: bigint; dhash: bigint} {
   checkPixels(grey, width, height)
-  const px = areaResize(grey, width, height, PHASH_SIZE, PHASH_SIZE)
+  const px = areaResizeFloat(grey, width, height, PHASH_SIZE, PHASH_SIZE)
   return {phash: phashOf32(px), dhash: dhashOf32(px)}
 }
 
@@ -173,7 +173,8 @@ function dhashOf32(px32: Float64Array): bigint {
 
 const MASK64 = (1n << 64n) - 1n
 
-function popcount32(x: number): number {
+/** Set bits of a 32-bit integer. */
+export function popcount32(x: number): number {
   x -= (x >>> 1) & 0x55555555
   x = (x & 0x33333333) + ((x >>> 2) & 0x33333333)
   x = (x + (x >>> 4)) & 0x0f0f0f0f
