@@ -89,16 +89,15 @@ export class QuerySession {
         'The lake changes only through mlcap commands. Write the result elsewhere.',
       )
     }
-    await this.onFreshSnapshotIfMoved(() => this.checkReadOnly(sql)) // refuse before making anything
+    const statement = await this.onFreshSnapshotIfMoved(() => this.checkReadOnly(sql)) // refuse before making anything
     // The sandbox may only write inside the lake: write there, then move it out.
     const stagingDir = path.join(this.reader.layout.stagingDir, `query-${process.pid}-${randomBytes(4).toString('hex')}`)
     mkdirSync(stagingDir, {recursive: true})
     const staged = path.join(stagingDir, `result${extension}`)
     try {
-      const result = await this.onFreshSnapshotIfMoved(async () => {
-        const statement = await this.checkReadOnly(sql)
-        return this.withHelp(() => this.reader.connection.runAndReadAll(`COPY (${statement}) TO ${quotedString(staged)} (${format})`))
-      })
+      const result = await this.onFreshSnapshotIfMoved(() =>
+        this.withHelp(() => this.reader.connection.runAndReadAll(`COPY (${statement}) TO ${quotedString(staged)} (${format})`)),
+      )
       const rows = Number(result.getRows()[0]?.[0] ?? 0)
       const target = path.resolve(outFile)
       mkdirSync(path.dirname(target), {recursive: true})
