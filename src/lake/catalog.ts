@@ -78,17 +78,22 @@ export function openWithRetry(file: string, options: CatalogOptions = {}): Promi
   return retryOnLock(`the catalog ${file}`, () => DuckDBInstance.create(file), options)
 }
 
+/** Throws LAKE_NOT_FOUND, with how to create or point at a lake, unless `layout` has a catalog. */
+export function assertLakeExists(layout: LakeLayout): void {
+  if (!existsSync(layout.catalogPath)) {
+    throw new MlcapError('LAKE_NOT_FOUND', `lake: no lake at ${layout.root} (no catalog.duckdb there)`, {
+      hint: 'Create one with `mlcap ingest <folder>`, or point at an existing lake with --lake DIR or MLCAP_LAKE.',
+    })
+  }
+}
+
 /** Runs `work` with the catalog open, then closes it whatever happens. */
 export async function withCatalog<T>(
   layout: LakeLayout,
   work: (connection: DuckDBConnection) => Promise<T>,
   options: CatalogOptions = {},
 ): Promise<T> {
-  if (!existsSync(layout.catalogPath)) {
-    throw new MlcapError('LAKE_NOT_FOUND', `lake: no lake at ${layout.root} (no catalog.duckdb there)`, {
-      hint: 'Create one with `mlcap ingest <folder>`, or point at an existing lake with --lake DIR or MLCAP_LAKE.',
-    })
-  }
+  assertLakeExists(layout)
   const instance = await openWithRetry(layout.catalogPath, options)
   let connection: DuckDBConnection | undefined
   try {
@@ -114,8 +119,7 @@ export async function ensureCatalog(layout: LakeLayout, options: CatalogOptions 
     for (const ddl of CATALOG_DDL) await connection.run(ddl)
     const rows = (await connection.runAndReadAll(`SELECT value FROM meta WHERE key = 'format_version'`)).getRows()
     if (rows.length === 0) await insertMeta(connection)
-    await connection.run('COMMIT')
-    checkFormatVersion(rows.length === 0 ? LAKE_FORMAT_VERSION : Number(rows[0][0]), layout)
+    await connection.run('COMMIT') // a newer lake was refused above, by checkCatalogFormat
   } catch (error) {
     await connection.run('ROLLBACK').catch(() => undefined)
     throw error

@@ -1,6 +1,6 @@
 import {CatalogOptions} from './catalog.js'
 import {LakeLayout} from './layout.js'
-import {LakeReader} from './reader.js'
+import {withLakeReader} from './reader.js'
 
 export interface RunRecord {
   runId: string
@@ -22,8 +22,7 @@ export async function runHistory(
   layout: LakeLayout,
   options: CatalogOptions & {stage?: string; limit?: number} = {},
 ): Promise<RunRecord[]> {
-  const reader = await LakeReader.open(layout, options)
-  try {
+  return withLakeReader(layout, async (reader) => {
     const rows = (
       await reader.connection.runAndReadAll(
         `SELECT run_id, stage, status, epoch_ms(started_at) AS started_ms, epoch_ms(ended_at) AS ended_ms,
@@ -48,7 +47,5 @@ export async function runHistory(
       commits: ((r.commits as unknown[] | null) ?? []).map(Number),
       error: r.error === null ? null : String(r.error),
     }))
-  } finally {
-    reader.close()
-  }
+  }, options)
 }

@@ -2,7 +2,7 @@ import {DuckDBConnection, DuckDBInstance, quotedIdentifier, quotedString} from '
 import {existsSync} from 'node:fs'
 import path from 'node:path'
 
-import {CatalogOptions, checkCatalogFormat, retryOnLock} from './catalog.js'
+import {assertLakeExists, CatalogOptions, checkCatalogFormat, retryOnLock} from './catalog.js'
 import {MlcapError} from './errors.js'
 import {LakeLayout} from './layout.js'
 import {promote} from './commit.js'
@@ -39,11 +39,7 @@ export class LakeReader {
   ) {}
 
   static async open(layout: LakeLayout, options: ReaderOptions = {}): Promise<LakeReader> {
-    if (!existsSync(layout.catalogPath)) {
-      throw new MlcapError('LAKE_NOT_FOUND', `lake: no lake at ${layout.root} (no catalog.duckdb there)`, {
-        hint: 'Create one with `mlcap ingest <folder>`, or point at an existing lake with --lake DIR or MLCAP_LAKE.',
-      })
-    }
+    assertLakeExists(layout)
     const instance = await DuckDBInstance.create(':memory:', options.threads ? {threads: String(options.threads)} : {})
     try {
       const connection = await instance.connect()
