@@ -141,26 +141,42 @@ async function stageTable(
   )
   const count = Number((await connection.runAndReadAll('SELECT count(*) FROM fresh')).getRows()[0][0])
   if (count > 0) {
-    const name = `part-${String(commitId).padStart(8, '0')}-${randomBytes(4).toString('hex')}.parquet`
-    const stagedPath = path.join(batch.dir, `${def.id}.${name}`)
-    const finalPath = path.join(layout.tableDir(def.id), name)
+    const file = newDataFile(layout, batch.dir, def.id, commitId)
     await connection.run(
-      `COPY (SELECT ${selectList(def, commitId)} FROM fresh ORDER BY ${def.sortBy}) TO ${quotedString(stagedPath)} (${PARQUET_OPTIONS})`,
+      `COPY (SELECT ${selectList(def, commitId)} FROM fresh ORDER BY ${def.sortBy}) TO ${quotedString(file.staged)} (${PARQUET_OPTIONS})`,
     )
     await connection.run(`INSERT INTO keys SELECT $t, __key, $c FROM fresh`, {t: def.id, c: commitId})
-    await connection.run(`INSERT INTO files VALUES ($path, $t, $c, NULL, $n, $bytes, $staged)`, {
-      path: layout.toCatalogPath(finalPath),
-      t: def.id,
-      c: commitId,
-      n: count,
-      bytes: statSync(stagedPath).size,
-      staged: layout.toCatalogPath(stagedPath),
-    })
-    promotions.push({staged: stagedPath, final: finalPath})
+    await recordFile(connection, layout, file, def.id, commitId, count)
+    promotions.push(file)
   }
   await connection.run('DROP TABLE incoming')
   await connection.run('DROP TABLE fresh')
   return count
+}
+
+/** Where a new data file of `tableId` is written (in `stagingDir`) and where it goes once committed (its table folder). */
+export function newDataFile(layout: LakeLayout, stagingDir: string, tableId: string, commitId: number): {staged: string; final: string} {
+  const name = `part-${String(commitId).padStart(8, '0')}-${randomBytes(4).toString('hex')}.parquet`
+  return {staged: path.join(stagingDir, `${tableId}.${name}`), final: path.join(layout.tableDir(tableId), name)}
+}
+
+/** Inside the committing transaction: the catalog row of a new data file, written to `file.staged` already. */
+export async function recordFile(
+  connection: DuckDBConnection,
+  layout: LakeLayout,
+  file: {staged: string; final: string},
+  tableId: string,
+  commitId: number,
+  rows: number,
+): Promise<void> {
+  await connection.run(`INSERT INTO files VALUES ($path, $t, $c, NULL, $n, $bytes, $staged)`, {
+    path: layout.toCatalogPath(file.final),
+    t: tableId,
+    c: commitId,
+    n: rows,
+    bytes: statSync(file.staged).size,
+    staged: layout.toCatalogPath(file.staged),
+  })
 }
 
 /** Moves a committed file from staging into its table folder; idempotent. */

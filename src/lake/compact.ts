@@ -1,10 +1,8 @@
 import {DuckDBConnection, quotedString} from '@duckdb/node-api'
-import {randomBytes} from 'node:crypto'
 import {existsSync, statSync} from 'node:fs'
-import path from 'node:path'
 
 import {CatalogOptions, withCatalog} from './catalog.js'
-import {nextCommitId, PARQUET_OPTIONS, promote, recordCommit, retireFiles} from './commit.js'
+import {newDataFile, nextCommitId, PARQUET_OPTIONS, promote, recordCommit, recordFile, retireFiles} from './commit.js'
 import {invalidParameter, MlcapError} from './errors.js'
 import {LakeLayout} from './layout.js'
 import {beginRun, finishRun, Run} from './runs.js'
@@ -155,14 +153,7 @@ export async function compactTable(layout: LakeLayout, tableId: string, options:
               await connection.run(`UPDATE files SET removed_commit = $c WHERE path = $p AND removed_commit IS NULL`, {c: commitId, p: f.stored})
               retire.push(f.path)
             }
-            await connection.run(`INSERT INTO files VALUES ($path, $t, $c, NULL, $n, $bytes, $staged)`, {
-              path: layout.toCatalogPath(written.final),
-              t: def.id,
-              c: commitId,
-              n: written.rows,
-              bytes: written.bytes,
-              staged: layout.toCatalogPath(written.staged),
-            })
+            await recordFile(connection, layout, written, def.id, commitId, written.rows)
             promotions.push({staged: written.staged, final: written.final})
             outcome.filesBefore += group.length
             outcome.filesAfter++
@@ -196,11 +187,14 @@ export async function compactTable(layout: LakeLayout, tableId: string, options:
   }
 }
 
+/** A live data file compaction would merge (bind `$target` to the target rows per file). */
+export const SMALL_LIVE_FILE = 'removed_commit IS NULL AND row_count < $target'
+
 async function smallFiles(connection: DuckDBConnection, layout: LakeLayout, def: TableDef, targetRows: number): Promise<LiveFile[]> {
   const rows = (
     await connection.runAndReadAll(
       `SELECT path, staged_path, row_count, bytes FROM files
-       WHERE table_name = $t AND removed_commit IS NULL AND row_count < $target
+       WHERE table_name = $t AND ${SMALL_LIVE_FILE}
        ORDER BY added_commit, path`,
       {t: def.id, target: targetRows},
     )
@@ -250,9 +244,7 @@ async function rewriteGroup(
       })
     }
   }
-  const name = `part-${String(commitId).padStart(8, '0')}-${randomBytes(4).toString('hex')}.parquet`
-  const staged = path.join(staging.dir, `${def.id}.${name}`)
-  const final = path.join(layout.tableDir(def.id), name)
+  const {staged, final} = newDataFile(layout, staging.dir, def.id, commitId)
   const list = `[${group.map((f) => quotedString(f.path)).join(', ')}]`
   await connection.run(
     `COPY (SELECT * FROM read_parquet(${list}, union_by_name = true) ORDER BY ${def.sortBy}) TO ${quotedString(staged)} (${PARQUET_OPTIONS})`,

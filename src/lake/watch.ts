@@ -20,7 +20,7 @@ import {promises as fs, existsSync, realpathSync, statSync} from 'node:fs'
 import path from 'node:path'
 
 import {CatalogOptions, ensureCatalog, withCatalog} from './catalog.js'
-import {compactTable, COMPACT_DEFAULTS, TableCompaction} from './compact.js'
+import {compactTable, COMPACT_DEFAULTS, SMALL_LIVE_FILE, TableCompaction} from './compact.js'
 import {SIDECAR_IMAGE_EXTENSIONS} from './captionSources.js'
 import {formatDuration} from './duration.js'
 import {invalidParameter, MlcapError, UsageError} from './errors.js'
@@ -322,8 +322,8 @@ async function countSmallFiles(layout: LakeLayout, options: WatchOptions): Promi
     async (c) =>
       (
         await c.runAndReadAll(
-          `SELECT table_name, count(*) FROM files WHERE removed_commit IS NULL AND row_count < $n GROUP BY 1`,
-          {n: targetRows},
+          `SELECT table_name, count(*) FROM files WHERE ${SMALL_LIVE_FILE} GROUP BY 1`,
+          {target: targetRows},
         )
       ).getRows(),
     options,
