@@ -1,7 +1,7 @@
 import {LakeLayout} from './layout.js'
 import {DEFAULT_NEAR_DUPLICATE_DISTANCE, hexToHash} from './perceptualHash.js'
 import {groupNearDuplicates} from './nearDuplicates.js'
-import {OK_SILVER_PAIRS, UNDECIDED_PAIR} from './pending.js'
+import {OK_SILVER_PAIRS, PAIR_ID, UNDECIDED_PAIR} from './pending.js'
 import {LakeReader} from './reader.js'
 import {GOLD_EXCLUDED, GOLD_PAIRS} from './schema.js'
 import {assignSplit, SplitRatios, DEFAULT_SPLIT_RATIOS, DEFAULT_SPLIT_SEED} from './split.js'
@@ -146,7 +146,7 @@ async function goldInputs(
     const c = reader.connection
     const candidates = (
       await c.runAndReadAll(
-        `SELECT sha256(i.sha256 || '|' || c.caption_id) AS pair_id, i.sha256, c.caption_id, c.text AS caption,
+        `SELECT ${PAIR_ID} AS pair_id, i.sha256, c.caption_id, c.text AS caption,
                 c.source AS caption_source, c.model_id, i.normalized_sha256 AS image_sha256,
                 i.normalized_width AS width, i.normalized_height AS height, i.phash, i.sharpness, c.words
            FROM ${OK_SILVER_PAIRS}

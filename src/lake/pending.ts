@@ -19,8 +19,11 @@ export const NEW_BRONZE_CAPTION = 'NOT EXISTS (SELECT 1 FROM silver.caption_sour
 /** Image–caption pairs gold may use (aliases `i`, `c`): both ok in silver. */
 export const OK_SILVER_PAIRS = `silver.images i JOIN silver.captions c USING (sha256) WHERE i.status = 'ok' AND c.status = 'ok'`
 
+/** For OK_SILVER_PAIRS: the pair's id in gold.pairs and gold.excluded. */
+export const PAIR_ID = `sha256(i.sha256 || '|' || c.caption_id)`
+
 /** For OK_SILVER_PAIRS: a pair gold has not decided on (neither in gold.pairs nor in gold.excluded). */
-export const UNDECIDED_PAIR = `sha256(i.sha256 || '|' || c.caption_id) NOT IN (SELECT pair_id FROM gold.pairs UNION ALL SELECT pair_id FROM gold.excluded)`
+export const UNDECIDED_PAIR = `${PAIR_ID} NOT IN (SELECT pair_id FROM gold.pairs UNION ALL SELECT pair_id FROM gold.excluded)`
 
 export const PENDING_WORK: readonly PendingWork[] = Object.freeze([
   {
