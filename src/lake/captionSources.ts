@@ -371,14 +371,22 @@ async function* parseSidecar(ctx: Context): AsyncGenerator<CaptionRecord | Rejec
   }
 }
 
-/** Real paths of the images a sidecar belongs to: `a.jpg.txt` → `a.jpg`; `a.txt` → `a.<ext>` for each image extension present. */
-async function sidecarImages(sidecar: string): Promise<string[]> {
+/**
+ * The paths a sidecar's image may have: `a.jpg.txt` → `a.jpg`; `a.txt` → `a.<ext>` for each
+ * image extension, in lower and upper case. Ingest and watch pair sidecars by this one list.
+ */
+export function sidecarImageCandidates(sidecar: string): string[] {
   const withoutTxt = sidecar.slice(0, -'.txt'.length)
   const candidates: string[] = []
   if (path.extname(withoutTxt) !== '') candidates.push(withoutTxt)
   for (const ext of SIDECAR_IMAGE_EXTENSIONS) candidates.push(withoutTxt + ext, withoutTxt + ext.toUpperCase())
+  return candidates
+}
+
+/** Real paths of the images a sidecar belongs to: the candidates (sidecarImageCandidates) that exist as files. */
+async function sidecarImages(sidecar: string): Promise<string[]> {
   const found: string[] = []
-  for (const candidate of candidates) {
+  for (const candidate of sidecarImageCandidates(sidecar)) {
     try {
       const st = await fs.stat(candidate)
       if (!st.isFile()) continue

@@ -21,7 +21,7 @@ import path from 'node:path'
 
 import {CatalogOptions, ensureCatalog, withCatalog} from './catalog.js'
 import {compactTable, COMPACT_DEFAULTS, SMALL_LIVE_FILE, TableCompaction} from './compact.js'
-import {SIDECAR_IMAGE_EXTENSIONS} from './captionSources.js'
+import {SIDECAR_IMAGE_EXTENSIONS, sidecarImageCandidates} from './captionSources.js'
 import {formatDuration} from './duration.js'
 import {invalidParameter, MlcapError, UsageError} from './errors.js'
 import {INGEST_DEFAULTS, ingestFiles, IngestSummary, KnownSource, loadKnownSources} from './ingest.js'
@@ -978,15 +978,6 @@ class WatchSession implements Watcher {
 
 function isSidecar(p: string): boolean {
   return p.toLowerCase().endsWith('.txt')
-}
-
-/** Images a sidecar may belong to: `a.jpg.txt` → `a.jpg`; `a.txt` → `a.jpg`, `a.png`, … */
-function sidecarImageCandidates(caption: string): string[] {
-  const stem = caption.slice(0, -'.txt'.length)
-  const out: string[] = []
-  if (IMAGE_EXTENSIONS.has(path.extname(stem).toLowerCase())) out.push(stem)
-  for (const ext of SIDECAR_IMAGE_EXTENSIONS) out.push(stem + ext)
-  return out
 }
 
 function captionImageExists(caption: string): boolean {

@@ -54,6 +54,15 @@ export function moveAll(from: string, to: string, names: string[]): void {
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** Polls `condition` every 50 ms until it holds; fails naming `what` after `timeoutMs`. */
+export async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`)
+    await sleep(50)
+  }
+}
+
 /** Collects a watcher's events and lets a test wait for one that matches. */
 export class EventLog {
   readonly events: WatchEvent[] = []

@@ -13,7 +13,7 @@ import {STAGES} from '../../src/lake/stages.js'
 import type {StageSummary} from '../../src/lake/stageRun.js'
 import {isTemporaryName, watchFolders, Watcher, WatchOptions} from '../../src/lake/watch.js'
 import {assertLakeConsistent, imageBytes, lakeCount, lakeRows, tempDir} from '../helpers/lakeFixtures.js'
-import {baseJpeg, EventLog, jpegVariant, moveAll, sha256, sleep, stageJpegs} from './helpers.js'
+import {baseJpeg, EventLog, jpegVariant, moveAll, sha256, sleep, stageJpegs, until} from './helpers.js'
 
 async function withWatcher(
   dirs: string[],
@@ -88,6 +88,27 @@ test('slow writer: a JPEG written in chunks over seconds is ingested once, compl
     assert.deepEqual(images, [{sha256: sha256(full), bytes: full.length}])
     assert.equal(await lakeCount(lake, 'SELECT count(*) FROM bronze.rejects'), 0)
     assert.equal(await lakeCount(lake, 'SELECT count(*) FROM bronze.sources'), 1)
+  } finally {
+    cleanup()
+  }
+})
+
+test('a sidecar that arrives after its upper-case-extension image (d.JPG, then d.txt) is linked, as ingest links it', async () => {
+  const {dir, cleanup} = tempDir('mlcap-watch-upper-')
+  try {
+    const inbox = path.join(dir, 'inbox')
+    mkdirSync(inbox)
+    const lake = path.join(dir, 'lake')
+    const d = jpegVariant(await baseJpeg(), 7)
+    await withWatcher([inbox], lake, {stabilityMs: 200, batchMs: 200}, async (w, log) => {
+      await log.waitFor((e) => e.type === 'rescan')
+      writeFileSync(path.join(inbox, 'd.JPG'), d)
+      await until(async () => (await lakeCount(lake, 'SELECT count(*) FROM bronze.images')) === 1, 'd.JPG is committed')
+      writeFileSync(path.join(inbox, 'd.txt'), 'a caption for an upper-case name')
+      await until(async () => (await lakeCount(lake, 'SELECT count(*) FROM bronze.captions')) === 1, 'd.txt is linked to d.JPG')
+      assert.equal(w.status().waitingCaptions, 0)
+    })
+    assert.deepEqual(await lakeRows(lake, 'SELECT sha256, text FROM bronze.captions'), [{sha256: sha256(d), text: 'a caption for an upper-case name'}])
   } finally {
     cleanup()
   }
