@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
+import {ingestContentFlags, ingestContentOptions} from '../cli/ingestFlags.js'
 import {LakeCommand} from '../cli/lakeCommand.js'
 import {interruptSignal, Progress} from '../cli/progress.js'
 import {MlcapError} from '../lake/errors.js'
@@ -27,9 +28,7 @@ Bad inputs (truncated or non-image files, decompression bombs, SVG, symlinks lea
 
   static override flags = {
     strict: Flags.boolean({description: 'Exit with status 1 when any input was rejected (the rest is still committed).'}),
-    'keep-gps': Flags.boolean({description: 'Store GPS coordinates from EXIF (default: only whether they exist).'}),
-    'max-pixels': Flags.integer({description: 'Refuse images with more pixels than this.', default: INGEST_DEFAULTS.maxPixels, min: 1}),
-    'max-caption-bytes': Flags.integer({description: 'Refuse captions larger than this.', default: INGEST_DEFAULTS.maxCaptionBytes, min: 1}),
+    ...ingestContentFlags(),
     'batch-size': Flags.integer({description: 'Files per commit.', default: INGEST_DEFAULTS.batchSize, min: 1}),
     rehash: Flags.boolean({description: 'Re-read files the lake already knows by path, size and modification time.'}),
   }
@@ -41,9 +40,7 @@ Bad inputs (truncated or non-image files, decompression bombs, SVG, symlinks lea
     let summary: IngestSummary
     try {
       summary = await ingest(this.layout, paths, {
-        keepGps: this.flags['keep-gps'],
-        maxPixels: this.flags['max-pixels'],
-        maxCaptionBytes: this.flags['max-caption-bytes'],
+        ...ingestContentOptions(this.flags),
         batchSize: this.flags['batch-size'],
         rehash: this.flags.rehash,
         signal: interrupt.signal,

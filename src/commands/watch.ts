@@ -1,9 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 
+import {ingestContentFlags, ingestContentOptions} from '../cli/ingestFlags.js'
 import {LakeCommand} from '../cli/lakeCommand.js'
 import {interruptSignal} from '../cli/progress.js'
 import {formatDuration, parseDuration} from '../lake/duration.js'
-import {INGEST_DEFAULTS} from '../lake/ingest.js'
 import {watchFolders, WATCH_DEFAULTS, WatchEvent, WatchStatus} from '../lake/watch.js'
 
 export default class Watch extends LakeCommand<typeof Watch> {
@@ -47,9 +47,7 @@ Ctrl-C or SIGTERM commits what of the batch in flight is complete and exits 0 (a
       default: WATCH_DEFAULTS.compactFiles,
       min: 0,
     }),
-    'keep-gps': Flags.boolean({description: 'Store GPS coordinates from EXIF (default: only whether they exist).'}),
-    'max-pixels': Flags.integer({description: 'Refuse images with more pixels than this.', default: INGEST_DEFAULTS.maxPixels, min: 1}),
-    'max-caption-bytes': Flags.integer({description: 'Refuse captions larger than this.', default: INGEST_DEFAULTS.maxCaptionBytes, min: 1}),
+    ...ingestContentFlags(),
   }
 
   /** --json is a stream: one compact line per event (and per error), never pretty-printed. */
@@ -71,9 +69,7 @@ Ctrl-C or SIGTERM commits what of the batch in flight is complete and exits 0 (a
         then: this.flags.then ? [this.flags.then] : [],
         everyMs: this.flags.every ? parseDuration('--every', this.flags.every) : 0,
         compactFiles: this.flags['compact-after'],
-        keepGps: this.flags['keep-gps'],
-        maxPixels: this.flags['max-pixels'],
-        maxCaptionBytes: this.flags['max-caption-bytes'],
+        ...ingestContentOptions(this.flags),
         onEvent: (event) => (json ? this.logJson(event) : this.describe(event, line)),
       })
       line.start(() => watcher.status())

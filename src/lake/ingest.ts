@@ -5,7 +5,7 @@ import path from 'node:path'
 import {keyOf, sha256Hex} from './hashing.js'
 import {ensureCatalog, CatalogOptions} from './catalog.js'
 import {commitBatch} from './commit.js'
-import {CaptionSourceKind, classifyCaptionFile, parseCaptionFile} from './captionSources.js'
+import {CaptionSourceKind, classifyCaptionFile, DEFAULT_MAX_CAPTION_BYTES, parseCaptionFile} from './captionSources.js'
 import {LakeLayout} from './layout.js'
 import {putObject} from './objects.js'
 import {probeImage} from './probe.js'
@@ -66,7 +66,7 @@ export interface IngestSummary {
 
 export const INGEST_DEFAULTS = Object.freeze({
   maxPixels: 268_402_689, // sharp's own default limit (16383 × 16383)
-  maxCaptionBytes: 64 * 1024,
+  maxCaptionBytes: DEFAULT_MAX_CAPTION_BYTES,
   batchSize: 2000,
 })
 
@@ -76,6 +76,11 @@ export interface KnownSource {
   sha256: string
   bytes: number
   modifiedMs: number
+}
+
+/** Whether a file the lake knows by path still has the size and (whole-ms) mtime it had: then it is not read again. */
+export function isUnchanged(known: KnownSource | undefined, file: {size: number; mtimeMs: number}): known is KnownSource {
+  return known !== undefined && known.bytes === file.size && Math.trunc(known.modifiedMs) === Math.trunc(file.mtimeMs)
 }
 
 const IMAGE_ROW = 'bronze.images'
@@ -280,7 +285,7 @@ class IngestState {
     known: KnownSource | undefined,
   ): Promise<void> {
     try {
-      if (known && known.bytes === entry.size && Math.trunc(known.modifiedMs) === Math.trunc(entry.mtimeMs)) {
+      if (isUnchanged(known, entry)) {
         this.imageByPath.set(entry.path, known.sha256)
         this.seenImages.add(known.sha256)
         return

@@ -24,7 +24,7 @@ import {compactTable, COMPACT_DEFAULTS, SMALL_LIVE_FILE, TableCompaction} from '
 import {SIDECAR_IMAGE_EXTENSIONS, sidecarImageCandidates} from './captionSources.js'
 import {formatDuration} from './duration.js'
 import {invalidParameter, MlcapError, UsageError} from './errors.js'
-import {INGEST_DEFAULTS, ingestFiles, IngestSummary, KnownSource, loadKnownSources} from './ingest.js'
+import {INGEST_DEFAULTS, ingestFiles, IngestSummary, isUnchanged, KnownSource, loadKnownSources} from './ingest.js'
 import {LakeLayout} from './layout.js'
 import type {RejectReason} from './rejectReasons.js'
 import {beginRun, finishRun, Run} from './runs.js'
@@ -903,8 +903,7 @@ class WatchSession implements Watcher {
       // The walk reports real paths; events and this session's maps use the path in the folder.
       const p = path.join(entry.root, ...entry.relPath.split('/'))
       if (this.isTracked(p)) continue
-      const known = this.known.get(entry.path)
-      if (known && known.bytes === entry.size && Math.trunc(known.modifiedMs) === Math.trunc(entry.mtimeMs)) continue
+      if (isUnchanged(this.known.get(entry.path), entry)) continue
       if (this.processed.get(p) === `${entry.size}:${Math.trunc(entry.mtimeMs)}`) continue
       this.noticed(p, {size: entry.size, mtimeMs: entry.mtimeMs})
       offered++
