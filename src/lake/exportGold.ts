@@ -20,7 +20,7 @@ import {invalidParameter, MlcapError, UsageError} from './errors.js'
 import {LakeLayout} from './layout.js'
 import {isMissingFileError, LakeReader} from './reader.js'
 import {GOLD_PAIRS} from './schema.js'
-import {sniffImageFormat} from './sniff.js'
+import {SNIFF_HEAD_BYTES, sniffImageFormat} from './sniff.js'
 import {checkPredicate, openSandboxedReader} from './sqlSandbox.js'
 
 export const EXPORT_SPLITS = Object.freeze(['train', 'val', 'test', 'all'] as const)
@@ -269,7 +269,7 @@ function readObject(layout: LakeLayout, hash: string, row: Row, original: boolea
 
 /** The extension of an image whose format the lake does not record, from its first bytes. */
 function sniffedExt(image: Buffer): ImageExt | undefined {
-  const sniffed = sniffImageFormat(image.subarray(0, 512))
+  const sniffed = sniffImageFormat(image.subarray(0, SNIFF_HEAD_BYTES))
   return 'format' in sniffed ? extOf(sniffed.format) : undefined
 }
 

@@ -13,7 +13,7 @@ import {withLakeReader} from './reader.js'
 import {isIngestRejection} from './rejection.js'
 import type {RejectReason} from './rejectReasons.js'
 import {beginRun, finishRun, Run} from './runs.js'
-import {checkComplete, sniffImageFormat} from './sniff.js'
+import {checkComplete, SNIFF_HEAD_BYTES, sniffImageFormat} from './sniff.js'
 import {forEachLimited} from './stageRun.js'
 import {StagedBatch} from './staging.js'
 import {walkInputs, WalkEntry} from './walk.js'
@@ -307,7 +307,7 @@ class IngestState {
         return
       }
       const sha256 = sha256Hex(bytes)
-      const sniffed = sniffImageFormat(bytes.subarray(0, 512), entry.path)
+      const sniffed = sniffImageFormat(bytes.subarray(0, SNIFF_HEAD_BYTES), entry.path)
       if ('reject' in sniffed && sniffed.reject === 'empty_file' && this.options.deferIncomplete?.(entry, sniffed.reject)) return
       if ('reject' in sniffed) {
         this.reject({path: entry.path, root: entry.root, reason: sniffed.reject, message: sniffed.message, sha256})
