@@ -20,7 +20,7 @@ import {LakeReader} from './reader.js'
 import {SILVER_CAPTIONS} from './schema.js'
 import {StageOptions, StageRun, StageSummary} from './stageRun.js'
 import type {CaptionResult} from '../model/captionEngine.js'
-import {DEFAULT_MAX_NEW_TOKENS, openCaptioner, type Captioner} from '../model/captioner.js'
+import {generationSettings, openCaptioner, type Captioner} from '../model/captioner.js'
 import {resolveCacheDir} from '../model/config.js'
 import {invalidModelParameter, MODEL_ERROR_CODES, messageOf} from '../model/errors.js'
 import {checkModelFolder} from '../model/modelFiles.js'
@@ -96,10 +96,7 @@ export function rejectedModelCaptionId(
  */
 export async function resolveCaptionSettings(options: CaptionModelOptions): Promise<CaptionSettings> {
   const cacheDir = resolveCacheDir(options.cacheDir)
-  const maxNewTokens = options.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > 1024) {
-    throw invalidModelParameter('maxNewTokens', 'an integer from 1 to 1024', options.maxNewTokens)
-  }
+  const {maxNewTokens} = generationSettings(options)
   const plan = planWorkers({workers: options.workers, threadsPerWorker: options.threadsPerWorker})
   const resolved = resolveModel(options.model, {cacheDir})
   const dtype = parseDtype(options.dtype, resolved.defaultDtype)

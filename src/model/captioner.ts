@@ -58,7 +58,8 @@ export interface Captioner {
 
 export const DEFAULT_MAX_NEW_TOKENS = 20
 
-function generationSettings(options: CaptionerOptions): GenerationSettings {
+/** The checked generation settings of `options` (UsageError for a bad maxNewTokens or numBeams). */
+export function generationSettings(options: Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams'>): GenerationSettings {
   const maxNewTokens = options.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > 1024) {
     throw invalidModelParameter('maxNewTokens', 'an integer from 1 to 1024', options.maxNewTokens)
