@@ -45,6 +45,8 @@ test('etl run silver --full carries model captions into the rebuilt silver.capti
     await finishRun(layout, run, {status: 'succeeded'})
     const modelBefore = await lakeRows(layout.root, `SELECT * EXCLUDE (commit_id) FROM silver.captions WHERE source = 'model'`)
     const humanBefore = await lakeRows(layout.root, `SELECT caption_id FROM silver.captions WHERE source = 'human' ORDER BY 1`)
+    assert.equal(modelBefore.length, 1, 'the model caption was committed')
+    assert.ok(humanBefore.length > 0, 'silver has human captions to rebuild')
 
     const summary = await runSilver(layout, {full: true, normalize: {minSide: 4, maxSide: 8}})
     assert.equal(summary.status, 'succeeded')

@@ -160,15 +160,20 @@ test('caption after close is refused; close is idempotent', async () => {
 test('close() during captioning: running batches finish, queued ones are MODEL_CLOSED, nothing crashes', async () => {
   const c = await openCaptioner({model: modelDir, workers: 1})
   const images = await distinctImages(40)
-  const pending = c.caption(images) // 5 batches of 8 on one worker
-  await new Promise((resolve) => setTimeout(resolve, 5))
+  // One batch of 8, then 4 more. Once the first is done the worker has started the next:
+  // closing then finds one batch running and three queued, whatever the machine's speed.
+  const head = c.caption(images.slice(0, 8))
+  const pending = c.caption(images.slice(8))
+  await head
   await c.close()
   const results = await pending
-  assert.equal(results.length, 40)
+  assert.equal(results.length, 32)
   const closed = results.filter((r) => 'error' in r)
   assert.ok(closed.length > 0, 'expected queued batches to be cancelled')
   for (const r of closed) assert.ok('error' in r && r.error.code === 'MODEL_CLOSED', JSON.stringify(r))
-  for (const r of results.filter((r) => 'caption' in r)) assert.match(captionOf(r), /^[a-z]+$/)
+  const finished = results.filter((r) => 'caption' in r)
+  assert.ok(finished.length > 0, 'expected the running batch to finish')
+  for (const r of finished) assert.match(captionOf(r), /^[a-z]+$/)
 })
 
 test('bad options are usage errors naming the value', async () => {
