@@ -51,7 +51,8 @@ function selectList(def: TableDef, commitId: number): string {
  *   3. record the file, its keys and the commit.
  * After the transaction commits, the staged files are renamed into their table folders.
  * A process killed before the commit leaves only staging debris (gc removes it); killed
- * after it, the next reader finishes the renames (reader.ts, ensurePresent). Either way the lake
+ * after it, the next reader finishes the renames and moves out the files the commit retired
+ * (reader.ts: ensurePresent, finishRetirements). Either way the lake
  * is at a commit, never in between.
  */
 export async function commitBatch(layout: LakeLayout, batch: StagedBatch, options: CommitOptions): Promise<CommitResult> {

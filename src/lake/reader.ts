@@ -1,11 +1,11 @@
-import {DuckDBConnection, DuckDBInstance, quotedIdentifier, quotedString} from '@duckdb/node-api'
-import {existsSync} from 'node:fs'
+import {DuckDBConnection, DuckDBInstance, listValue, quotedIdentifier, quotedString} from '@duckdb/node-api'
+import {existsSync, readdirSync} from 'node:fs'
 import path from 'node:path'
 
 import {assertLakeExists, CatalogOptions, checkCatalogFormat, retryOnLock} from './catalog.js'
 import {MlcapError} from './errors.js'
 import {LakeLayout} from './layout.js'
-import {promote} from './commit.js'
+import {promote, retireFiles} from './commit.js'
 import {allTables, TableDef} from './schema.js'
 
 /** The committed state of the lake at one instant: the data files of every table. */
@@ -107,6 +107,7 @@ async function readCatalog(layout: LakeLayout, connection: DuckDBConnection, opt
       if (attempt < 3 && error instanceof MlcapError && error.code === 'LAKE_CORRUPT') continue
       throw error
     }
+    await finishRetirements(layout, connection, files)
     const last = (await connection.runAndReadAll('SELECT coalesce(max(commit_id), 0) FROM lake.commits')).getRows()
     return {commitId: Number(last[0][0]), files}
   }
@@ -139,6 +140,36 @@ export async function withLakeReader<T>(
       reader.close()
     }
   }
+}
+
+/**
+ * Rolls an interrupted retirement forward: a process killed between the commit that retired
+ * files (`etl run --full`, compaction) and moving them out leaves them in their table folder,
+ * where plain-folder readers (Spark, `read_parquet('<lake>/silver/images/*.parquet')`) would
+ * see old and new rows together. Lists the table folders and retires what is there besides
+ * the live files, if the catalog (this reader's copy, `lake.files`) says it was retired.
+ * Files the catalog does not know are left to gc.
+ */
+async function finishRetirements(layout: LakeLayout, connection: DuckDBConnection, live: Map<string, string[]>): Promise<void> {
+  const strays: string[] = []
+  for (const def of allTables()) {
+    const dir = layout.tableDir(def.id)
+    const known = new Set(live.get(def.id) ?? [])
+    let names: string[]
+    try {
+      names = readdirSync(dir)
+    } catch {
+      continue // no folder: nothing committed to this table yet
+    }
+    for (const name of names) if (!known.has(path.join(dir, name))) strays.push(path.join(dir, name))
+  }
+  if (strays.length === 0) return
+  const retired = (
+    await connection.runAndReadAll(`SELECT path FROM lake.files WHERE removed_commit IS NOT NULL AND list_contains($strays, path)`, {
+      strays: listValue(strays),
+    })
+  ).getRows()
+  retireFiles(layout, retired.map(([file]) => String(file)))
 }
 
 /** Rolls a committed-but-not-yet-promoted file forward; a file gone from both places is corruption. */

@@ -7,7 +7,7 @@
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {existsSync, mkdirSync, readdirSync, renameSync} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {DuckDBInstance} from '@duckdb/node-api'
 
@@ -142,6 +142,49 @@ test('a committed file that was not yet moved into place is rolled forward by th
       assert.ok(error.message.includes(file.path))
       return true
     })
+  } finally {
+    cleanup()
+  }
+})
+
+test('files a replacing commit retired but did not yet move out are moved to _retired/ by the next reader', async () => {
+  const {layout, runId, cleanup} = await newLake()
+  try {
+    await commitBatch(layout, imageBatch(layout, runId, [['old1', 1], ['old2', 2]]), {operation: 'test', runId})
+    const [old] = await lakeRows(layout.root, 'SELECT path FROM lake.files')
+    // A --full rebuild: the same commit retires the old file and adds the new one.
+    await commitBatch(layout, imageBatch(layout, runId, [['new1', 1], ['new2', 2], ['new3', 3]]), {operation: 'test', runId, replaceTables: ['bronze.images']})
+    const retiredCopy = path.join(layout.retiredDir, path.relative(layout.root, old.path))
+    assert.ok(existsSync(retiredCopy) && !existsSync(old.path), 'the commit moved the retired file out')
+    // Simulate a kill between the catalog commit and the move: the old file is back in the table folder.
+    renameSync(retiredCopy, old.path)
+    const folder = layout.tableDir('bronze.images')
+    const plainFolderRows = async () => {
+      const db = await DuckDBInstance.create(':memory:')
+      const c = await db.connect()
+      try {
+        return Number((await c.runAndReadAll(`SELECT count(*) FROM read_parquet('${folder}/*.parquet')`)).getRows()[0][0])
+      } finally {
+        c.closeSync()
+        db.closeSync()
+      }
+    }
+    assert.equal(await plainFolderRows(), 5, 'before recovery a plain-folder reader sees old and new rows')
+    // An unknown file in the table folder is not the reader's to move (gc decides about it).
+    const stranger = path.join(folder, 'not-in-the-catalog.txt')
+    writeFileSync(stranger, 'x')
+
+    const reader = await LakeReader.open(layout)
+    try {
+      assert.ok(!existsSync(old.path), 'the reader finished the retirement')
+      assert.ok(existsSync(retiredCopy))
+      assert.ok(existsSync(stranger), 'a file the catalog does not list stays')
+      assert.equal(Number((await reader.connection.runAndReadAll('SELECT count(*) FROM bronze.images')).getRows()[0][0]), 3)
+    } finally {
+      reader.close()
+    }
+    rmSync(stranger)
+    assert.equal(await plainFolderRows(), 3, 'a plain-folder reader sees only the new rows')
   } finally {
     cleanup()
   }
