@@ -19,6 +19,7 @@ export const REJECT_REASONS = Object.freeze({
   symlink_loop: 'A symbolic link leads back into a folder already being walked, or a chain of links never ends.',
   symlink_broken: 'A symbolic link points to something that does not exist.',
   not_a_regular_file: 'The entry is a socket, FIFO or device, not a regular file; it is not read.',
+  name_not_utf8: 'The file or folder name is not valid UTF-8 (another encoding, e.g. Latin-1), so it cannot be recorded as a path; rename it.',
   // --- caption manifests and sidecars ---
   manifest_missing_file: 'A caption manifest names an image file that does not exist.',
   manifest_path_escape: "A caption manifest names a path outside the manifest's folder (absolute or '..').",

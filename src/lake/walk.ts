@@ -11,6 +11,7 @@
  *   itself was named explicitly.
  * - Problems with one entry become `reject` entries; the walk goes on.
  */
+import {isUtf8} from 'node:buffer'
 import {promises as fs, type Dirent, constants as fsConstants} from 'node:fs'
 import path from 'node:path'
 import {UsageError} from './errors.js'
@@ -48,6 +49,9 @@ export type WalkOptions = {
 }
 
 type Root = {given: string; real: string; isDir: boolean}
+
+/** A directory entry with its name as bytes (as listed) and as text (as mlcap records it). */
+type Named = {dirent: Dirent<Buffer>; name: string}
 
 type Inspected =
   | {type: 'file'; path: string; size: number; mtimeMs: number}
@@ -138,13 +142,15 @@ export async function* walkInputs(roots: readonly string[], opts: WalkOptions = 
   }
 
   async function* walkDir(rootReal: string, dirReal: string, dirRel: string, ancestors: string[]): AsyncGenerator<WalkEntry, void, undefined> {
-    let entries: Dirent[]
+    let raw: Array<Dirent<Buffer>>
     try {
-      entries = await fs.readdir(dirReal, {withFileTypes: true})
+      // Names as bytes: a name that is not UTF-8 would come back as text that opens nothing.
+      raw = await fs.readdir(dirReal, {withFileTypes: true, encoding: 'buffer'})
     } catch (error) {
       yield {kind: 'reject', path: dirReal, root: rootReal, ...readFailure('folder', dirReal, error)}
       return
     }
+    const entries: Named[] = raw.map((dirent) => ({dirent, name: dirent.name.toString('utf8')}))
     entries.sort((a, b) => compareNames(a.name, b.name))
     const chain = [...ancestors, dirReal]
 
@@ -188,8 +194,9 @@ export async function* walkInputs(roots: readonly string[], opts: WalkOptions = 
   }
 
   /** Never rejects: every failure becomes a `reject` result. */
-  async function inspectEntry(dirReal: string, entry: Dirent): Promise<Inspected> {
-    const entryPath = path.join(dirReal, entry.name)
+  async function inspectEntry(dirReal: string, {dirent: entry, name}: Named): Promise<Inspected> {
+    const entryPath = path.join(dirReal, name)
+    if (!isUtf8(entry.name)) return {type: 'reject', path: entryPath, ...nameNotUtf8(dirReal, entry.name, entry.isDirectory())}
     try {
       if (entry.isDirectory()) return {type: 'dir', real: entryPath, viaLink: false}
       if (entry.isFile()) return await inspectFile(entryPath, entryPath)
@@ -249,6 +256,26 @@ async function inspectFile(realPath: string, shownPath: string): Promise<Inspect
     return {type: 'file', path: realPath, size: st.size, mtimeMs: st.mtimeMs}
   } catch (error) {
     return {type: 'reject', path: shownPath, ...readFailure('file', shownPath, error)}
+  }
+}
+
+/** A name's bytes for messages: UTF-8 sequences as text, other bytes as \\xNN. */
+export function showNameBytes(name: Buffer): string {
+  return name.toString('latin1').replace(/[\x80-\xff]+/g, (run) => {
+    const bytes = Buffer.from(run, 'latin1')
+    return isUtf8(bytes) ? bytes.toString('utf8') : [...bytes].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('')
+  })
+}
+
+/**
+ * The reject for an entry whose name is not valid UTF-8 (written on a system using another
+ * encoding, e.g. Latin-1). mlcap records paths as text; such a name has no text that opens it.
+ */
+function nameNotUtf8(dir: string, name: Buffer, isFolder: boolean): {reason: RejectReason; message: string} {
+  const what = isFolder ? 'folder' : 'file'
+  return {
+    reason: 'name_not_utf8',
+    message: `ingest: the name of the ${what} "${showNameBytes(name)}" in ${dir} is not valid UTF-8 (probably another encoding, such as Latin-1), so it cannot be recorded as a path${isFolder ? '; nothing in it was read' : ''}. Rename it to UTF-8, e.g. convmv -f latin1 -t utf8 --notest -r ${JSON.stringify(dir)}, and ingest it again (a running watch picks the renamed file up by itself).`,
   }
 }
 

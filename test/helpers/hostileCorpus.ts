@@ -193,6 +193,10 @@ export async function makeHostileCorpus(dir: string): Promise<HostileCorpus> {
   await fs.symlink('does-not-exist.jpg', at('dangling.jpg'))
   add({path: at('dangling.jpg'), expectedReason: 'symlink_broken', stage: 'walk', note: 'link to a missing file'})
 
+  // A good image whose name is Latin-1, not UTF-8 (0xE9 is é in Latin-1): the path mlcap records is the lossy text.
+  await fs.writeFile(Buffer.concat([Buffer.from(at('caf')), Buffer.from([0xe9]), Buffer.from('.jpg')]), await goodJpeg(16, 16, 8))
+  add({path: at('caf\uFFFD.jpg'), expectedReason: 'name_not_utf8', stage: 'walk', note: 'a file name in Latin-1'})
+
   if (await chmodDenies(path.join(dir, '.chmod-probe'))) {
     await fs.writeFile(at('unreadable.jpg'), await goodJpeg(16, 16, 6))
     await fs.chmod(at('unreadable.jpg'), 0o000)

@@ -1,7 +1,7 @@
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import {mkdir, mkdtemp, realpath, rm, symlink, writeFile, chmod, access} from 'node:fs/promises'
-import {constants as fsConstants} from 'node:fs'
+import {constants as fsConstants, mkdirSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {spawnSync} from 'node:child_process'
@@ -201,6 +201,25 @@ test('walk: unreadable folders and files are rejected, the rest is listed', asyn
       await chmod(path.join(dir, 'locked'), 0o755)
       await chmod(path.join(dir, 'closed.jpg'), 0o644)
     }
+  })
+})
+
+test('walk: a file or folder whose name is not UTF-8 is rejected as name_not_utf8, naming its bytes; the rest is listed', async () => {
+  await withTree(async (dir) => {
+    await put(path.join(dir, 'ok.jpg'))
+    await put(path.join(dir, 'caf\u00e9.jpg')) // UTF-8 é: fine
+    // Latin-1 names, as an old archive or a Windows share would have them: raw bytes.
+    writeFileSync(Buffer.concat([Buffer.from(dir + '/caf'), Buffer.from([0xe9]), Buffer.from('.jpg')]), 'x')
+    const folder = Buffer.concat([Buffer.from(dir + '/d'), Buffer.from([0xfc]), Buffer.from('r')])
+    mkdirSync(folder)
+    writeFileSync(Buffer.concat([folder, Buffer.from('/inside.jpg')]), 'x')
+
+    const entries = await collect([dir])
+    assert.deepEqual(summary(entries), ['file caf\u00e9.jpg', 'reject caf\ufffd.jpg name_not_utf8', 'reject d\ufffdr name_not_utf8', 'file ok.jpg'])
+    const [file, sub] = entries.filter((e) => e.kind === 'reject') as Array<Extract<WalkEntry, {kind: 'reject'}>>
+    assert.match(file.message, /the name of the file "caf\\xe9\.jpg" in .* is not valid UTF-8/)
+    assert.match(file.message, /convmv -f latin1 -t utf8/)
+    assert.match(sub.message, /the name of the folder "d\\xfcr" .*nothing in it was read/)
   })
 })
 

@@ -212,6 +212,44 @@ test('files added while watch was stopped are ingested at start; files deleted o
   }
 })
 
+test('a file whose name is not UTF-8 (Latin-1) is recorded as name_not_utf8, whether there at start or added while watching', async () => {
+  const {dir, cleanup} = tempDir('mlcap-watch-latin1-')
+  try {
+    const inbox = path.join(dir, 'inbox')
+    mkdirSync(inbox)
+    const lake = path.join(dir, 'lake')
+    const jpeg = await baseJpeg()
+    const latin1 = (name: string) => Buffer.concat([Buffer.from(path.join(inbox, name)), Buffer.from([0xe9]), Buffer.from('.jpg')])
+    writeFileSync(latin1('before-caf'), jpegVariant(jpeg, 1))
+    writeFileSync(path.join(inbox, 'ok-1.jpg'), jpegVariant(jpeg, 2))
+    const log = await withWatcher([inbox], lake, {}, async (w, log) => {
+      await until(() => w.status().seen >= 1, 'ok-1.jpg is seen')
+      await w.whenIdle()
+      writeFileSync(latin1('during-caf'), jpegVariant(jpeg, 3))
+      writeFileSync(path.join(inbox, 'ok-2.jpg'), jpegVariant(jpeg, 4))
+      await until(() => w.status().seen >= 2, 'ok-2.jpg is seen')
+      // chokidar cannot stat a name it only has as lossy text, so it drops the event; the
+      // periodic rescan (walkInputs, which lists names as bytes) is what records the file.
+      await w.rescan()
+      await log.waitFor((e) => e.type === 'rejected' && String(e.path).includes('during-caf'), 20_000, 'the Latin-1 file added while watching is recorded')
+      await w.whenIdle()
+    })
+    const rejects = await lakeRows(lake, `SELECT path, reason, message FROM bronze.rejects ORDER BY path`)
+    assert.deepEqual(
+      rejects.map((r) => [path.basename(r.path), r.reason]),
+      [
+        ['before-caf\uFFFD.jpg', 'name_not_utf8'],
+        ['during-caf\uFFFD.jpg', 'name_not_utf8'],
+      ],
+    )
+    assert.match(rejects[1].message, /the name of the file "during-caf\\xe9\.jpg" in .* is not valid UTF-8/)
+    assert.ok(!log.of('rejected').some((e) => e.reason === 'file_vanished'))
+    assert.equal(await lakeCount(lake, 'SELECT count(*) FROM bronze.sources'), 2)
+  } finally {
+    cleanup()
+  }
+})
+
 test('--then runs registered stages after new data (debounced, one at a time); unknown stages fail at start naming the known ones', async () => {
   const {dir, cleanup} = tempDir('mlcap-watch-stages-')
   const calls: number[] = []
