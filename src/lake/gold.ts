@@ -1,7 +1,7 @@
 import {LakeLayout} from './layout.js'
 import {DEFAULT_NEAR_DUPLICATE_DISTANCE, hexToHash} from './perceptualHash.js'
 import {groupNearDuplicates} from './nearDuplicates.js'
-import {OK_SILVER_PAIRS, PAIR_ID, UNDECIDED_PAIR} from './pending.js'
+import {OK_SILVER_PAIRS, PAIR_ID, STALE_GOLD_PAIRS, UNDECIDED_PAIR} from './pending.js'
 import {LakeReader} from './reader.js'
 import {GOLD_EXCLUDED, GOLD_PAIRS} from './schema.js'
 import {assignSplit, SplitRatios, DEFAULT_SPLIT_RATIOS, DEFAULT_SPLIT_SEED} from './split.js'
@@ -67,20 +67,22 @@ export async function runGold(layout: LakeLayout, options: GoldOptions = {}): Pr
   const distance = options.nearDuplicateDistance ?? DEFAULT_NEAR_DUPLICATE_DISTANCE
   const ratios = options.ratios ?? DEFAULT_SPLIT_RATIOS
   const seed = options.splitSeed ?? DEFAULT_SPLIT_SEED
-  const full = Boolean(options.full)
-  const {candidates, decided, inputCommit} = await goldInputs(layout, full, options)
-  const params = {filters, near_duplicate_distance: distance, dedupe: Boolean(options.dedupe), ratios, split_seed: seed, full, input_commit: inputCommit}
+  const {candidates, decided, inputCommit, full, stalePairs} = await goldInputs(layout, Boolean(options.full), options)
+  const params = {
+    filters, near_duplicate_distance: distance, dedupe: Boolean(options.dedupe), ratios, split_seed: seed, full, input_commit: inputCommit,
+    ...(stalePairs > 0 ? {rebuilt_because: `${stalePairs} gold pairs no longer matched silver (silver was rebuilt)`} : {}),
+  }
   const stage = await StageRun.begin(layout, 'gold', params, options, full ? [GOLD_PAIRS.id, GOLD_EXCLUDED.id] : [])
   try {
     // Near-duplicate groups over the new images and the images gold already holds.
     const hashes = new Map<string, bigint>()
-    for (const d of decided) hashes.set(d.sha256, hexToHash(d.phash))
+    for (const d of decided) if (d.phash) hashes.set(d.sha256, hexToHash(d.phash))
     for (const c of candidates) if (c.phash) hashes.set(c.sha256, hexToHash(c.phash))
     const components = groupNearDuplicates(
       [...hashes].map(([sha256, phash]) => ({sha256, phash})),
       distance,
     )
-    const groupOf = resolveGroups(components, decided)
+    const {groupOf, conflicted} = resolveGroups(components, decided)
     // A group gold already split keeps its split; a new group gets the stable hash's.
     const splitOfGroup = new Map<string, string>()
     for (const d of decided) if (d.split) splitOfGroup.set(d.group_id, d.split)
@@ -95,7 +97,9 @@ export async function runGold(layout: LakeLayout, options: GoldOptions = {}): Pr
     for (const c of candidates) {
       if (options.signal?.aborted) break
       const groupId = groupOf.get(c.sha256) ?? c.sha256
-      const exclusion = excludedBy(c, filters) ?? (keeper && keeper.get(groupId) !== c.sha256
+      const exclusion = excludedBy(c, filters) ?? (conflicted.has(c.sha256)
+        ? {reason: 'near_duplicate_conflict', detail: conflicted.get(c.sha256)!}
+        : null) ?? (keeper && keeper.get(groupId) !== c.sha256
         ? {reason: 'near_duplicate', detail: `group ${groupId} keeps ${keeper.get(groupId)}`}
         : null)
       if (exclusion) {
@@ -132,18 +136,25 @@ interface Decided {
   sha256: string
   group_id: string
   split: string | null
-  phash: string
+  /** Null when silver no longer has the image as ok (gold is then rebuilt, see STALE_GOLD_PAIRS). */
+  phash: string | null
   included: boolean
 }
 
+/**
+ * What gold decides on. When gold.pairs no longer matches silver (stalePairs > 0), an
+ * incremental run cannot mend it and becomes a full rebuild (`full` in the result).
+ */
 async function goldInputs(
   layout: LakeLayout,
-  full: boolean,
+  fullAsked: boolean,
   options: StageOptions,
-): Promise<{candidates: Candidate[]; decided: Decided[]; inputCommit: number}> {
+): Promise<{candidates: Candidate[]; decided: Decided[]; inputCommit: number; full: boolean; stalePairs: number}> {
   const reader = await LakeReader.open(layout, options)
   try {
     const c = reader.connection
+    const stalePairs = fullAsked ? 0 : Number((await c.runAndReadAll(STALE_GOLD_PAIRS)).getRows()[0][0])
+    const full = fullAsked || stalePairs > 0
     const candidates = (
       await c.runAndReadAll(
         `SELECT ${PAIR_ID} AS pair_id, i.sha256, c.caption_id, c.text AS caption,
@@ -173,7 +184,7 @@ async function goldInputs(
       row.sharpness = Number(row.sharpness)
       row.words = Number(row.words)
     }
-    return {candidates, decided, inputCommit: reader.snapshot.commitId}
+    return {candidates, decided, inputCommit: reader.snapshot.commitId, full, stalePairs}
   } finally {
     reader.close()
   }
@@ -183,18 +194,33 @@ async function goldInputs(
  * Group ids for every image: a component that contains images gold already grouped keeps
  * the (smallest) existing group id, so earlier pairs never change group or split; a new
  * component is named after its smallest member.
+ *
+ * A component whose earlier images gold put in different splits (a new image is a near
+ * copy of images in train and in test, or links them through other new images) cannot take
+ * its new images without a chain of near-copies straddling splits, and moving earlier images
+ * would change splits users already trained on. Its new images are `conflicted`: excluded,
+ * with why, until `etl run gold --full` regroups everything from content.
  */
-function resolveGroups(components: Map<string, string>, decided: Decided[]): Map<string, string> {
+function resolveGroups(components: Map<string, string>, decided: Decided[]): {groupOf: Map<string, string>; conflicted: Map<string, string>} {
   const existing = new Map<string, string>() // component root → existing group id
+  const splits = new Map<string, Set<string>>() // component root → splits of its images in gold.pairs
   for (const d of decided) {
     const root = components.get(d.sha256) ?? d.sha256
     const current = existing.get(root)
     if (!current || d.group_id < current) existing.set(root, d.group_id)
+    if (d.split) splits.set(root, (splits.get(root) ?? new Set()).add(d.split))
   }
-  const groups = new Map<string, string>()
-  for (const [sha256, root] of components) groups.set(sha256, existing.get(root) ?? root)
-  for (const d of decided) groups.set(d.sha256, d.group_id) // earlier decisions stand
-  return groups
+  const groupOf = new Map<string, string>()
+  for (const [sha256, root] of components) groupOf.set(sha256, existing.get(root) ?? root)
+  const conflicted = new Map<string, string>()
+  const decidedImages = new Set(decided.map((d) => d.sha256))
+  for (const [sha256, root] of components) {
+    const rootSplits = splits.get(root)
+    if (decidedImages.has(sha256) || !rootSplits || rootSplits.size < 2) continue
+    conflicted.set(sha256, `near-duplicate of images gold already holds in ${[...rootSplits].sort().join(' and ')}; etl run gold --full regroups`)
+  }
+  for (const d of decided) groupOf.set(d.sha256, d.group_id) // earlier decisions stand
+  return {groupOf, conflicted}
 }
 
 /** With dedupe: the one image each group keeps — one already in gold (the smallest sha256: `decided` is in sha256 order), else the sharpest new one. */

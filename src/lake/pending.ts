@@ -25,6 +25,18 @@ export const PAIR_ID = `sha256(i.sha256 || '|' || c.caption_id)`
 /** For OK_SILVER_PAIRS: a pair gold has not decided on (neither in gold.pairs nor in gold.excluded). */
 export const UNDECIDED_PAIR = `${PAIR_ID} NOT IN (SELECT pair_id FROM gold.pairs UNION ALL SELECT pair_id FROM gold.excluded)`
 
+/**
+ * Rows of gold.pairs that no longer match silver: the pair is not ok there any more, or its
+ * image's derivative, size or pHash changed (`etl run silver --full` with other settings).
+ * Incremental gold cannot mend them (it decides each pair once), so the next gold run
+ * rebuilds gold.
+ */
+export const STALE_GOLD_PAIRS = `SELECT count(*) AS n FROM gold.pairs g
+  WHERE NOT EXISTS (SELECT 1 FROM ${OK_SILVER_PAIRS} AND ${PAIR_ID} = g.pair_id
+                      AND i.normalized_sha256 IS NOT DISTINCT FROM g.image_sha256
+                      AND i.normalized_width IS NOT DISTINCT FROM g.width AND i.normalized_height IS NOT DISTINCT FROM g.height
+                      AND i.phash IS NOT DISTINCT FROM g.phash)`
+
 export const PENDING_WORK: readonly PendingWork[] = Object.freeze([
   {
     stage: 'silver',
@@ -34,7 +46,10 @@ export const PENDING_WORK: readonly PendingWork[] = Object.freeze([
   },
   {
     stage: 'gold',
-    description: 'ok silver image–caption pairs gold has not decided on',
-    sql: `SELECT count(*) AS n FROM ${OK_SILVER_PAIRS} AND ${UNDECIDED_PAIR}`,
+    description: 'ok silver image–caption pairs gold has not decided on (all of them, plus the stale gold pairs, when gold no longer matches silver and must be rebuilt)',
+    sql: `WITH stale AS (${STALE_GOLD_PAIRS})
+          SELECT CASE WHEN (SELECT n FROM stale) > 0
+                      THEN (SELECT n FROM stale) + (SELECT count(*) FROM ${OK_SILVER_PAIRS})
+                      ELSE (SELECT count(*) FROM ${OK_SILVER_PAIRS} AND ${UNDECIDED_PAIR}) END AS n`,
   },
 ])

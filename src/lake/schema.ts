@@ -247,7 +247,7 @@ export const GOLD_EXCLUDED = defineTable({
     {name: 'pair_id', type: 'VARCHAR', doc: 'SHA-256 of (image, caption_id)'},
     {name: 'sha256', type: 'VARCHAR', doc: 'the image'},
     {name: 'caption_id', type: 'VARCHAR', doc: 'silver.captions.caption_id'},
-    {name: 'reason', type: 'VARCHAR', doc: 'filter: min_side, min_sharpness, min_words, max_words, near_duplicate, …'},
+    {name: 'reason', type: 'VARCHAR', doc: 'filter: min_side, min_sharpness, min_words, max_words, caption_source, near_duplicate (--dedupe), near_duplicate_conflict (a new image near images already in two splits; --full regroups)'},
     {name: 'detail', type: 'VARCHAR', doc: 'the value and the threshold'},
     {name: 'group_id', type: 'VARCHAR', doc: 'near-duplicate group'},
   ],

@@ -99,7 +99,8 @@ export class StageRun {
     // An interrupted rebuild is abandoned whole: committing it would replace the tables with part of them.
     if (!(aborted && this.replaceTables.length > 0)) await this.commit()
     this.batch.discard()
-    const status = aborted ? 'interrupted' : rowsIn === 0 ? 'nothing_to_do' : 'succeeded'
+    // A rebuild that found nothing still replaced its tables (emptied them): that is not "nothing to do".
+    const status = aborted ? 'interrupted' : rowsIn === 0 && this.commits.length === 0 ? 'nothing_to_do' : 'succeeded'
     const rowsOut = Object.values(this.added).reduce((a, b) => a + b, 0)
     await finishRun(
       this.layout,

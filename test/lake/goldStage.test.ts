@@ -16,6 +16,8 @@ import {ingest} from '../../src/lake/ingest.js'
 import {LakeLayout} from '../../src/lake/layout.js'
 import {runSilver} from '../../src/lake/silver.js'
 import {assignSplit, DEFAULT_SPLIT_RATIOS} from '../../src/lake/split.js'
+import {hammingDistance} from '../../src/lake/perceptualHash.js'
+import {lakeStatus} from '../../src/lake/status.js'
 import {blobImage, lakeCount, lakeRows, tempDir} from '../helpers/lakeFixtures.js'
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
@@ -194,4 +196,92 @@ test('assignSplit: deterministic, about 90/5/5 over 400 group ids, the seed resh
   const eighty = {train: 0, val: 0, test: 0}
   for (const id of ids) eighty[assignSplit(id, {train: 0.8, val: 0.1, test: 0.1})]++
   assert.ok(eighty.train >= 295 && eighty.train <= 345 && eighty.val >= 22 && eighty.test >= 22, JSON.stringify(eighty))
+})
+
+test('gold after silver --full: pairs that no longer match silver (rejected, or new derivatives) make the next gold run a rebuild; status shows it pending', async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-gold-stale-')
+  t.after(cleanup)
+  const {bases} = await fixtures()
+  write(path.join(dir, 'in'), bases.slice(0, 4))
+  const layout = new LakeLayout(path.join(dir, 'lake'))
+  await ingest(layout, [path.join(dir, 'in')])
+  await etl(layout)
+  assert.equal(await lakeCount(layout.root, 'SELECT count(*) FROM gold.pairs'), 4)
+  const pendingGold = async () => (await lakeStatus(layout)).pending.find((p) => p.stage === 'gold')!.items
+
+  // New derivatives (another size): gold still names the old ones until it is rebuilt.
+  await runSilver(layout, {full: true, normalize: {maxSide: 100}})
+  assert.equal(await pendingGold(), 8, 'the 4 stale pairs and the 4 pairs to decide again')
+  const resized = await runGold(layout)
+  assert.equal(resized.status, 'succeeded')
+  assert.equal(resized.params.full, true)
+  assert.match(String(resized.params.rebuilt_because), /^4 gold pairs no longer matched silver/)
+  const rows = await lakeRows(layout.root, 'SELECT g.image_sha256 = s.normalized_sha256 AS same, g.width FROM gold.pairs g JOIN silver.images s USING (sha256)')
+  assert.deepEqual(rows.map((r) => [r.same, Number(r.width)]), Array(4).fill([true, 100]))
+  assert.equal(await pendingGold(), 0)
+  assert.equal((await runGold(layout)).status, 'nothing_to_do', 'gold matches silver again: nothing to rebuild')
+
+  // Every image rejected now: gold is emptied (it used to fail reading a null pHash).
+  await runSilver(layout, {full: true, normalize: {minSide: 1000}})
+  assert.equal(await pendingGold(), 4)
+  const emptied = await runGold(layout)
+  assert.equal(emptied.status, 'succeeded', 'a rebuild that removes every pair is not "nothing to do"')
+  assert.equal(emptied.commits.length, 1)
+  assert.equal(await lakeCount(layout.root, 'SELECT count(*) FROM gold.pairs'), 0)
+  assert.equal(await pendingGold(), 0)
+})
+
+test('gold: a new image that is a near-duplicate of images already in two splits is excluded (near_duplicate_conflict), so no chain straddles splits; --full regroups', async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-gold-bridge-')
+  t.after(cleanup)
+  // Blends of two pictures in 9 steps: neighbours are near-duplicates, the ends are not.
+  const [a, b] = [await blobImage(3), await blobImage(4)]
+  const blends: Fixture[] = []
+  for (let step = 0; step <= 8; step++) {
+    const mixed = await sharp(a).composite([{input: await sharp(b).ensureAlpha(step / 8).png().toBuffer()}]).png().toBuffer()
+    blends.push({rel: `blend-${step}.png`, bytes: mixed, caption: `blend number ${step} of two pictures`})
+  }
+  // Measure their pHashes once, in a probe lake, to pick ends and a middle for some threshold.
+  const probe = new LakeLayout(path.join(dir, 'probe'))
+  write(path.join(dir, 'all'), blends)
+  await ingest(probe, [path.join(dir, 'all')])
+  await runSilver(probe, {concurrency: 2})
+  const phash = new Map((await lakeRows(probe.root, 'SELECT sha256, phash FROM silver.images')).map((r) => [r.sha256, BigInt(`0x${r.phash}`)]))
+  const dist = (x: Fixture, y: Fixture) => hammingDistance(phash.get(sha256(x.bytes))!, phash.get(sha256(y.bytes))!)
+  let pick: {first: Fixture; middle: Fixture; last: Fixture; threshold: number} | undefined
+  for (let i = 0; i < blends.length && !pick; i++) {
+    for (let k = i + 2; k < blends.length && !pick; k++) {
+      for (let j = i + 1; j < k && !pick; j++) {
+        const threshold = Math.max(dist(blends[i], blends[j]), dist(blends[j], blends[k]))
+        if (dist(blends[i], blends[k]) > threshold) pick = {first: blends[i], middle: blends[j], last: blends[k], threshold}
+      }
+    }
+  }
+  assert.ok(pick, 'some blend is within a threshold of two blends that are not within it of each other')
+  const {first, middle, last, threshold} = pick
+  // A seed that puts the two ends in different splits (each is its own group, named after itself).
+  const ratios = {train: 0.5, val: 0.5, test: 0}
+  const seed = Array.from({length: 64}, (_, i) => `seed-${i}`).find((s) => assignSplit(sha256(first.bytes), ratios, s) !== assignSplit(sha256(last.bytes), ratios, s))!
+  const options = {nearDuplicateDistance: threshold, ratios, splitSeed: seed}
+
+  const layout = new LakeLayout(path.join(dir, 'lake'))
+  write(path.join(dir, 'ends'), [first, last])
+  await ingest(layout, [path.join(dir, 'ends')])
+  await etl(layout, options)
+  const ends = await lakeRows(layout.root, 'SELECT DISTINCT split FROM gold.pairs')
+  assert.equal(ends.length, 2, 'the ends are in different splits')
+
+  write(path.join(dir, 'middle'), [middle])
+  await ingest(layout, [path.join(dir, 'middle')])
+  const bridged = await etl(layout, options)
+  assert.deepEqual(bridged.rejects, {near_duplicate_conflict: 1})
+  const excluded = await lakeRows(layout.root, 'SELECT sha256, reason, detail FROM gold.excluded')
+  assert.deepEqual(excluded.map((r) => [r.sha256, r.reason]), [[sha256(middle.bytes), 'near_duplicate_conflict']])
+  assert.match(excluded[0].detail, /near-duplicate of images gold already holds in train and val; etl run gold --full regroups/)
+  assert.equal(await lakeCount(layout.root, 'SELECT count(*) FROM gold.pairs'), 2)
+
+  const full = await runGold(layout, {...options, full: true})
+  assert.equal(full.status, 'succeeded')
+  const regrouped = await lakeRows(layout.root, 'SELECT count(*) AS n, count(DISTINCT split) AS splits, count(DISTINCT group_id) AS groups FROM gold.pairs')
+  assert.deepEqual(regrouped.map((r) => [Number(r.n), Number(r.splits), Number(r.groups)]), [[3, 1, 1]], 'one group, one split')
 })

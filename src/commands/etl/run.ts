@@ -124,6 +124,7 @@ gold: pairs ok images with ok captions, applies the quality filters, groups near
     const rejects = Object.entries(s.rejects)
       .map(([r, n]) => `${r} ${n}`)
       .join(', ')
+    if (typeof s.params.rebuilt_because === 'string') this.log(`${s.stage}: rebuilt from scratch: ${s.params.rebuilt_because}.`)
     if (s.status === 'nothing_to_do') {
       this.log(`${s.stage}: nothing new to process.`)
       return
