@@ -24,7 +24,8 @@ export interface QueryResult {
 }
 
 /** Statement kinds a read-only query may be: anything else could change something. */
-const READ_ONLY_STATEMENTS = new Set<StatementType>([StatementType.SELECT, StatementType.EXPLAIN])
+/** An EXPLAIN counts as the statement it explains (see explainedKind). */
+const READ_ONLY_STATEMENTS = new Set<StatementType>([StatementType.SELECT])
 
 const OUTPUT_FORMATS = Object.freeze({
   '.parquet': `FORMAT parquet, COMPRESSION zstd`,
@@ -96,7 +97,7 @@ export class QuerySession {
     const staged = path.join(stagingDir, `result${extension}`)
     try {
       const result = await this.onFreshSnapshotIfMoved(() =>
-        this.withHelp(() => this.reader.connection.runAndReadAll(`COPY (${statement}) TO ${quotedString(staged)} (${format})`)),
+        this.withHelp(() => this.reader.connection.runAndReadAll(`COPY (${statement}\n) TO ${quotedString(staged)} (${format})`)),
       )
       const rows = Number(result.getRows()[0]?.[0] ?? 0)
       const target = path.resolve(outFile)
@@ -141,7 +142,16 @@ export class QuerySession {
       let kind = prepared.statementType
       // EXPLAIN ANALYZE (and `EXPLAIN (ANALYZE false)`) executes its statement: an EXPLAIN
       // is only as read-only as the statement it explains.
-      if (kind === StatementType.EXPLAIN) kind = await this.explainedKind(text)
+      if (kind === StatementType.EXPLAIN) {
+        const explained = await this.explainedKind(text)
+        if (explained === null) {
+          throw new MlcapError('QUERY_NOT_READ_ONLY', 'query: cannot tell which statement this EXPLAIN runs, so it is refused', {
+            exitCode: 2,
+            hint: 'write EXPLAIN [ANALYZE] SELECT …, or EXPLAIN (option, …) SELECT … with no comments or parentheses among the options',
+          })
+        }
+        kind = explained
+      }
       if (!READ_ONLY_STATEMENTS.has(kind)) {
         throw new MlcapError(
           'QUERY_NOT_READ_ONLY',
@@ -158,18 +168,20 @@ export class QuerySession {
     return text
   }
 
-  /** The kind of the statement an EXPLAIN wraps (EXPLAIN itself when it cannot be told: refused). */
-  private async explainedKind(text: string): Promise<StatementType> {
+  /** The kind of the statement an EXPLAIN wraps, through nested EXPLAINs; null when it cannot be told (refused). */
+  private async explainedKind(text: string, depth = 0): Promise<StatementType | null> {
     const inner = explainedStatement(text)
-    if (inner === null) return StatementType.EXPLAIN
+    if (inner === null || depth >= 4) return null
     const extracted = await this.withHelp(() => this.reader.connection.extractStatements(inner))
-    if (extracted.count !== 1) return StatementType.EXPLAIN
+    if (extracted.count !== 1) return null
     const prepared = await this.withHelp(() => extracted.prepare(0))
+    let kind: StatementType
     try {
-      return prepared.statementType === StatementType.SELECT ? StatementType.SELECT : prepared.statementType
+      kind = prepared.statementType
     } finally {
       prepared.destroySync()
     }
+    return kind === StatementType.EXPLAIN ? this.explainedKind(inner, depth + 1) : kind
   }
 
   /** Adds what a user needs to DuckDB's own message: the tables that do exist. */
@@ -225,7 +237,9 @@ export function explainedStatement(text: string): string | null {
         if (c === quote) quote = null
       } else if (c === "'" || c === '"') quote = c
       else if (c === ')') break
-      else if (c === '(') return null
+      // A nested parenthesis or a comment among the options: where DuckDB thinks they end
+      // cannot be told safely here (`(analyze /*) select 1 -- */) copy …` runs the COPY).
+      else if (c === '(' || text.startsWith('--', j) || text.startsWith('/*', j)) return null
     }
     if (j >= text.length) return null
     i = j + 1

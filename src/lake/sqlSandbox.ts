@@ -8,6 +8,7 @@
  * predicate check does that for the text it accepts.
  */
 import {DuckDBConnection, quotedString} from '@duckdb/node-api'
+import {randomBytes} from 'node:crypto'
 import path from 'node:path'
 
 import {CatalogOptions} from './catalog.js'
@@ -18,6 +19,10 @@ import {getTable} from './schema.js'
 
 /** Limits `connection` to files under the lake folder and locks the configuration. */
 export async function applySandbox(connection: DuckDBConnection, layout: LakeLayout): Promise<void> {
+  // DuckDB also allows its temp directory (default `.tmp` in the working directory, outside
+  // the lake): move it into the lake's staging area (gc removes it once this process is gone).
+  const spill = path.join(layout.stagingDir, `query-${process.pid}-${randomBytes(4).toString('hex')}`)
+  await connection.run(`SET temp_directory = ${quotedString(spill)}`)
   await connection.run(`SET allowed_directories = [${quotedString(layout.root + path.sep)}]`)
   await connection.run(`SET enable_external_access = false`)
   await connection.run(`SET lock_configuration = true`)
