@@ -12,6 +12,7 @@
  * expression, no subquery) and run in the sandbox (no file outside the lake).
  */
 import {readFileSync} from 'node:fs'
+import path from 'node:path'
 
 import {EXPORT_FORMATS, writeExport, type ExportFormat, type ExportSummary} from '../export/exporter.js'
 import {CAPTION_MODES, IMAGE_EXTS, type CaptionMode, type ExportSample, type ImageExt, type Split} from '../export/sample.js'
@@ -115,6 +116,11 @@ interface Row {
  */
 export async function exportGold(layout: LakeLayout, options: ExportGoldOptions): Promise<ExportGoldSummary> {
   const settings = checkOptions(options)
+  const inside = typeof options.outDir === 'string' ? path.relative(layout.root, path.resolve(options.outDir)) : '..'
+  if (inside === '' || (!inside.startsWith('..') && !path.isAbsolute(inside))) {
+    // In a table folder its files would be read as table data by plain-folder readers, and gc would delete them.
+    throw new UsageError('EXPORT_OUT_IN_LAKE', `export: --out ${options.outDir} is inside the lake ${layout.root}; expected a folder outside it`, 'The lake holds only what mlcap commits. Export elsewhere, e.g. --out ./export')
+  }
   // A compaction that commits while the selection is sorted moves data files away: take a
   // fresh snapshot once. After the first chunk DuckDB has read everything it needs.
   for (let attempt = 1; ; attempt++) {

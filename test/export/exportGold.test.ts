@@ -7,7 +7,7 @@
 import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {DuckDBInstance} from '@duckdb/node-api'
@@ -302,6 +302,18 @@ test('a hostile or malformed --where is refused before anything is written, and 
   await assert.rejects(exportGold(layout, {format: 'jsonl', outDir: target, where: `caption = getenv('HOME')`}), {code: 'PREDICATE_INVALID'})
   assert.deepEqual(fingerprint(), before)
   assert.equal(readdirSync(root).includes('hostile'), false)
+})
+
+test('--out inside the lake is refused (gc would delete it; plain-folder readers would read it as table data)', async () => {
+  const layout = new LakeLayout(lake)
+  for (const outDir of [layout.tableDir('gold.pairs') + '/export', lake, path.join(lake, 'exports')]) {
+    await assert.rejects(exportGold(layout, {format: 'hf', outDir}), (error: any) => {
+      assert.equal(error.code, 'EXPORT_OUT_IN_LAKE')
+      assert.match(error.message, /is inside the lake .*; expected a folder outside it/)
+      return true
+    })
+  }
+  assert.ok(!existsSync(path.join(lake, 'exports')))
 })
 
 test('an empty selection names the filter that selected nothing', async () => {
