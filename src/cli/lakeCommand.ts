@@ -70,7 +70,18 @@ export abstract class LakeCommand<T extends typeof Command> extends Command {
     }
     // oclif's own parse errors carry exit code 2; anything else is a failure we did not foresee.
     const oclifExit = (error as {oclif?: {exit?: number}}).oclif?.exit
-    if (oclifExit !== undefined) return super.catch(error)
+    if (oclifExit !== undefined) {
+      // Under --json oclif would print its whole parse context (~150 KB) and exit 1: answer like any usage error.
+      if (!this.jsonEnabled()) return super.catch(error)
+      process.exitCode = EXIT.usage
+      const message = error.message
+        .split('\n')
+        .map((line) => line.trim())
+        .filter((line) => line !== '' && !/^See more help with|^The following errors? occurred:$/.test(line))
+        .join(' ')
+      this.logJson({error: {code: 'INVALID_ARGUMENTS', message, hint: `mlcap ${(this.id ?? '').replaceAll(':', ' ')} --help lists the flags and arguments`, exitCode: EXIT.usage}})
+      return undefined
+    }
     process.exitCode = EXIT.failure
     if (this.jsonEnabled()) {
       this.logJson({error: {code: 'UNEXPECTED', message: error.message, hint: null, exitCode: EXIT.failure}})

@@ -122,7 +122,7 @@ test('MLCAP_LAKE is used when --lake is not given, whatever the working director
 
 test('errors explain themselves with exit codes and no stack trace; --debug adds the stack', async () => {
   const missing = path.join(dir, 'no-lake')
-  const [status, query, gc, json, debug, noInput, noArg, badFlag] = await all([
+  const [status, query, gc, json, debug, noInput, noArg, badFlag, badFlagJson, badValueJson] = await all([
     ['status', '--lake', missing],
     ['query', 'select 1', '--lake', missing],
     ['gc', '--lake', missing],
@@ -131,6 +131,8 @@ test('errors explain themselves with exit codes and no stack trace; --debug adds
     ['ingest', path.join(dir, 'does-not-exist'), '--lake', lake],
     ['query', '--lake', lake],
     ['status', '--lake', lake, '--frobnicate'],
+    ['etl', 'run', 'all', '--lake', lake, '--frobnicate', '--json'],
+    ['export', '--format', 'jsonl', '--out', path.join(dir, 'never'), '--limit', '0', '--lake', lake, '--json'],
   ])
   for (const r of [status, query, gc]) {
     assert.equal(r.code, 1, r.stderr)
@@ -160,6 +162,14 @@ test('errors explain themselves with exit codes and no stack trace; --debug adds
   }
   assert.match(noArg.stderr, /Missing 1 required arg/)
   assert.match(badFlag.stderr, /Nonexistent flag: --frobnicate/)
+  // With --json, a flag oclif refuses is a usage error in the documented shape (not oclif's whole parse context, exit 1).
+  assert.equal(badFlagJson.code, 2, badFlagJson.stdout)
+  assert.deepEqual(parseJson(badFlagJson), {
+    error: {code: 'INVALID_ARGUMENTS', message: 'Nonexistent flag: --frobnicate', hint: 'mlcap etl run --help lists the flags and arguments', exitCode: 2},
+  })
+  assert.equal(badValueJson.code, 2, badValueJson.stdout)
+  assert.match(parseJson(badValueJson).error.message, /--limit .*greater than or equal to 1 but received: 0/)
+  assert.ok(badValueJson.stdout.length < 1000, 'a short answer')
 })
 
 test('a lake written by a newer mlcap is refused by every command: clear message, exit 1, nothing changed', async () => {
