@@ -7,7 +7,7 @@ import {collectGarbage, GcResult} from '../lake/gc.js'
 export default class Gc extends LakeCommand<typeof Gc> {
   static override summary = 'Remove files no commit references (leftovers of interrupted work).'
 
-  static override description = `Removes staging folders of processes that no longer run, data files the catalog does not list, and objects no table refers to. Finishes committed work whose files were not yet moved into place. Safe to run while other mlcap commands work: objects younger than --min-age are kept, because a running ingest writes objects before the commit that references them.`
+  static override description = `Removes staging folders of processes that no longer run, data files the catalog does not list, and objects no table refers to. Finishes committed work whose files were not yet moved into place. Safe to run while other mlcap commands work: objects younger than --min-age are kept, and so is every object stored since a still-running ingest, watch or etl run started (whatever --min-age says), because those write objects before the commit that references them.`
 
   static override examples = ['<%= config.bin %> gc --dry-run', '<%= config.bin %> gc', '<%= config.bin %> gc --min-age 0 --json']
 

@@ -79,13 +79,14 @@ export async function collectGarbage(layout: LakeLayout, options: GcOptions = {}
         removed.push({path: file, kind: 'retired_data_file', bytes: stat.size})
       }
       const referenced = await referencedObjects(connection, layout, live)
+      const protectedFrom = await liveWritersSince(connection)
       for (const shard of safeList(layout.objectsDir)) {
         const dir = path.join(layout.objectsDir, shard)
         for (const name of safeList(dir)) {
           const file = path.join(dir, name)
           if (referenced.has(name)) continue
           const stat = statSync(file, {throwIfNoEntry: false})
-          if (!stat || now - stat.mtimeMs < minAgeMs) continue
+          if (!stat || now - stat.mtimeMs < minAgeMs || stat.mtimeMs >= protectedFrom) continue
           removed.push({path: file, kind: name.startsWith('.tmp-') ? 'temporary_object' : 'unreferenced_object', bytes: stat.size})
         }
       }
@@ -94,6 +95,23 @@ export async function collectGarbage(layout: LakeLayout, options: GcOptions = {}
     },
     options,
   )
+}
+
+/** Another host's run still marked running after this long is taken for dead (its pid cannot be checked from here). */
+const FOREIGN_RUN_TRUST_MS = 24 * 3_600_000
+
+/**
+ * When the oldest run still writing (status running, its process alive) started, less a
+ * minute of clock slack; Infinity when none is. A run writes objects before the commit that
+ * references them, so gc keeps every object stored since then, whatever --min-age says.
+ */
+async function liveWritersSince(connection: DuckDBConnection): Promise<number> {
+  const rows = (await connection.runAndReadAll(`SELECT epoch_ms(started_at), pid, host FROM runs WHERE status = 'running'`)).getRows()
+  const now = Date.now()
+  const starts = rows
+    .filter(([started, pid, host]) => (host === os.hostname() ? processAlive(Number(pid)) : now - Number(started) < FOREIGN_RUN_TRUST_MS))
+    .map(([started]) => Number(started))
+  return starts.length === 0 ? Infinity : Math.min(...starts) - 60_000
 }
 
 /** Staging folders whose owning process is gone (or unknown). */

@@ -14,6 +14,7 @@ import {collectGarbage} from '../../src/lake/gc.js'
 import {ingest} from '../../src/lake/ingest.js'
 import {LakeLayout} from '../../src/lake/layout.js'
 import {putObject} from '../../src/lake/objects.js'
+import {beginRun, finishRun} from '../../src/lake/runs.js'
 import {assertLakeConsistent, lakeRows, listFiles, parseJson, runCli, tempDir, writeImageFolder} from '../helpers/lakeFixtures.js'
 
 /** A pid that certainly belonged to a process that has ended. */
@@ -122,6 +123,27 @@ test('storing an object that already exists refreshes its age, so gc cannot take
     const result = await collectGarbage(layout, {})
     assert.deepEqual(result.removed, [], 'gc (default min age) removed an object a running ingest had just stored')
     assert.ok(existsSync(layout.objectPath(sha)))
+  } finally {
+    cleanup()
+  }
+})
+
+test('while a run is writing, gc (even --min-age 0) keeps the objects stored since it started; once it ends they may go', async () => {
+  const {dir, cleanup} = tempDir('mlcap-gc-')
+  try {
+    const layout = new LakeLayout(path.join(dir, 'lake'))
+    await writeImageFolder(path.join(dir, 'in'), 1)
+    await ingest(layout, [path.join(dir, 'in')])
+    const run = await beginRun(layout, 'silver', {})
+    // A derivative the running stage has stored, its commit still to come.
+    const sha = 'cd'.repeat(32)
+    await putObject(layout, sha, Buffer.from('a derivative'))
+    const during = await collectGarbage(layout, {minAgeMs: 0})
+    assert.deepEqual(during.removed.filter((item) => item.kind === 'unreferenced_object'), [])
+    assert.ok(existsSync(layout.objectPath(sha)))
+    await finishRun(layout, run, {status: 'failed', error: 'test'})
+    const after = await collectGarbage(layout, {minAgeMs: 0})
+    assert.deepEqual(after.removed.map((item) => [item.kind, path.basename(item.path)]), [['unreferenced_object', sha]])
   } finally {
     cleanup()
   }
