@@ -8,6 +8,7 @@ import {mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, type Dirent}
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {DuckDBInstance} from '@duckdb/node-api'
 import sharp from 'sharp'
 
 import {LakeLayout} from '../../src/lake/layout.js'
@@ -163,6 +164,18 @@ export async function lakeRows(lake: string, sql: string): Promise<Record<string
     return (await reader.connection.runAndReadAll(sql)).getRowObjectsJson() as Record<string, any>[]
   } finally {
     reader.close()
+  }
+}
+
+/** Rows a plain-folder reader (DuckDB's read_parquet over `<folder>/*.parquet`, as Spark or pandas would) sees, outside mlcap. */
+export async function plainFolderCount(folder: string): Promise<number> {
+  const instance = await DuckDBInstance.create(':memory:')
+  const c = await instance.connect()
+  try {
+    return Number((await c.runAndReadAll(`SELECT count(*) FROM read_parquet('${folder}/*.parquet')`)).getRows()[0][0])
+  } finally {
+    c.closeSync()
+    instance.closeSync()
   }
 }
 

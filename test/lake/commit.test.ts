@@ -17,7 +17,7 @@ import {LakeLayout} from '../../src/lake/layout.js'
 import {LakeReader} from '../../src/lake/reader.js'
 import {beginRun} from '../../src/lake/runs.js'
 import {StagedBatch} from '../../src/lake/staging.js'
-import {lakeRows, REPO_ROOT, tempDir} from '../helpers/lakeFixtures.js'
+import {lakeRows, plainFolderCount, REPO_ROOT, tempDir} from '../helpers/lakeFixtures.js'
 
 async function newLake(): Promise<{layout: LakeLayout; runId: string; cleanup: () => void}> {
   const {dir, cleanup} = tempDir('mlcap-commit-')
@@ -159,17 +159,7 @@ test('files a replacing commit retired but did not yet move out are moved to _re
     // Simulate a kill between the catalog commit and the move: the old file is back in the table folder.
     renameSync(retiredCopy, old.path)
     const folder = layout.tableDir('bronze.images')
-    const plainFolderRows = async () => {
-      const db = await DuckDBInstance.create(':memory:')
-      const c = await db.connect()
-      try {
-        return Number((await c.runAndReadAll(`SELECT count(*) FROM read_parquet('${folder}/*.parquet')`)).getRows()[0][0])
-      } finally {
-        c.closeSync()
-        db.closeSync()
-      }
-    }
-    assert.equal(await plainFolderRows(), 5, 'before recovery a plain-folder reader sees old and new rows')
+    assert.equal(await plainFolderCount(folder), 5, 'before recovery a plain-folder reader sees old and new rows')
     // An unknown file in the table folder is not the reader's to move (gc decides about it).
     const stranger = path.join(folder, 'not-in-the-catalog.txt')
     writeFileSync(stranger, 'x')
@@ -184,7 +174,7 @@ test('files a replacing commit retired but did not yet move out are moved to _re
       reader.close()
     }
     rmSync(stranger)
-    assert.equal(await plainFolderRows(), 3, 'a plain-folder reader sees only the new rows')
+    assert.equal(await plainFolderCount(folder), 3, 'a plain-folder reader sees only the new rows')
   } finally {
     cleanup()
   }

@@ -6,7 +6,6 @@
  */
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
-import {DuckDBInstance} from '@duckdb/node-api'
 import {existsSync, readdirSync} from 'node:fs'
 import path from 'node:path'
 
@@ -16,7 +15,7 @@ import {ingest} from '../../src/lake/ingest.js'
 import {LakeLayout} from '../../src/lake/layout.js'
 import {QuerySession} from '../../src/lake/query.js'
 import {LakeReader, withLakeReader} from '../../src/lake/reader.js'
-import {assertLakeConsistent, lakeCount, lakeRows, parseJson, runCli, tempDir, writeImageFolder} from '../helpers/lakeFixtures.js'
+import {assertLakeConsistent, lakeCount, lakeRows, parseJson, plainFolderCount, runCli, tempDir, writeImageFolder} from '../helpers/lakeFixtures.js'
 
 /** A lake with `commits` ingest commits of 3 images (+ captions) each: many small files. */
 async function smallFileLake(dir: string, commits: number): Promise<LakeLayout> {
@@ -30,17 +29,6 @@ async function smallFileLake(dir: string, commits: number): Promise<LakeLayout> 
 }
 
 const parquetIn = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.parquet')) : [])
-
-async function plainFolderCount(table: string): Promise<number> {
-  const instance = await DuckDBInstance.create(':memory:')
-  const c = await instance.connect()
-  try {
-    return Number((await c.runAndReadAll(`SELECT count(*) FROM read_parquet('${table}/*.parquet')`)).getRows()[0][0])
-  } finally {
-    c.closeSync()
-    instance.closeSync()
-  }
-}
 
 test('compactTable merges small files into one commit; rows, keys and commit ids unchanged; old files go to _retired', async () => {
   const {dir, cleanup} = tempDir('mlcap-compact-')
