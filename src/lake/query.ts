@@ -1,5 +1,4 @@
 import {DuckDBConnection, quotedString, StatementType} from '@duckdb/node-api'
-import {randomBytes} from 'node:crypto'
 import {copyFileSync, mkdirSync, renameSync, rmSync} from 'node:fs'
 import path from 'node:path'
 
@@ -8,7 +7,7 @@ import {MlcapError, UsageError} from './errors.js'
 import {LakeLayout} from './layout.js'
 import {isMissingFileError, LakeReader} from './reader.js'
 import {allTables} from './schema.js'
-import {openSandboxedReader} from './sqlSandbox.js'
+import {openSandboxedReader, sandboxScratchDir} from './sqlSandbox.js'
 
 export interface QueryColumn {
   name: string
@@ -92,7 +91,7 @@ export class QuerySession {
     }
     const statement = await this.onFreshSnapshotIfMoved(() => this.checkReadOnly(sql)) // refuse before making anything
     // The sandbox may only write inside the lake: write there, then move it out.
-    const stagingDir = path.join(this.reader.layout.stagingDir, `query-${process.pid}-${randomBytes(4).toString('hex')}`)
+    const stagingDir = sandboxScratchDir(this.reader.layout)
     mkdirSync(stagingDir, {recursive: true})
     const staged = path.join(stagingDir, `result${extension}`)
     try {

@@ -17,12 +17,19 @@ import {LakeLayout} from './layout.js'
 import {LakeReader, tableRef} from './reader.js'
 import {getTable} from './schema.js'
 
+/**
+ * A new scratch folder name for one sandboxed session, in the lake's staging area. The
+ * `query-<pid>-<random>` shape is what gc reads the owner from (gc.ts, ownerAlive).
+ */
+export function sandboxScratchDir(layout: LakeLayout): string {
+  return path.join(layout.stagingDir, `query-${process.pid}-${randomBytes(4).toString('hex')}`)
+}
+
 /** Limits `connection` to files under the lake folder and locks the configuration. */
 export async function applySandbox(connection: DuckDBConnection, layout: LakeLayout): Promise<void> {
   // DuckDB also allows its temp directory (default `.tmp` in the working directory, outside
   // the lake): move it into the lake's staging area (gc removes it once this process is gone).
-  const spill = path.join(layout.stagingDir, `query-${process.pid}-${randomBytes(4).toString('hex')}`)
-  await connection.run(`SET temp_directory = ${quotedString(spill)}`)
+  await connection.run(`SET temp_directory = ${quotedString(sandboxScratchDir(layout))}`)
   await connection.run(`SET allowed_directories = [${quotedString(layout.root + path.sep)}]`)
   await connection.run(`SET enable_external_access = false`)
   await connection.run(`SET lock_configuration = true`)
