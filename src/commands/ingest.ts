@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {ingestContentFlags, ingestContentOptions} from '../cli/ingestFlags.js'
 import {LakeCommand} from '../cli/lakeCommand.js'
 import {interruptSignal, Progress} from '../cli/progress.js'
-import {MlcapError} from '../lake/errors.js'
+import {EXIT, MlcapError} from '../lake/errors.js'
 import {ingest, INGEST_DEFAULTS, IngestSummary} from '../lake/ingest.js'
 
 export default class Ingest extends LakeCommand<typeof Ingest> {
@@ -51,6 +51,8 @@ Bad inputs (truncated or non-image files, decompression bombs, SVG, symlinks lea
       interrupt.dispose()
     }
     this.printSummary(summary)
+    // Non-zero so `mlcap ingest … && mlcap etl run all` does not go on with half the input.
+    if (summary.status === 'interrupted') process.exitCode = EXIT.interrupted
     if (this.flags.strict && summary.rejects.total > 0) {
       throw new MlcapError('INGEST_REJECTS', `ingest: ${summary.rejects.total} input(s) rejected and --strict is set`, {
         hint: 'See them with: mlcap query "select path, reason, message from bronze.rejects where run_id = \'' + summary.runId + '\'"',

@@ -8,6 +8,8 @@ export const EXIT = Object.freeze({
   failure: 1,
   usage: 2,
   busy: 3,
+  /** Stopped by Ctrl-C/SIGTERM after committing what was complete: the shell convention 128 + SIGINT. */
+  interrupted: 130,
 })
 
 export class MlcapError extends Error {

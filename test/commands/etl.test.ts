@@ -10,7 +10,7 @@ import path from 'node:path'
 
 import {ingest} from '../../src/lake/ingest.js'
 import {LakeLayout} from '../../src/lake/layout.js'
-import {blobImage, collect, lakeCount, lakeRows, parseJson, runCli, startCli, tempDir, writeImage} from '../helpers/lakeFixtures.js'
+import {blobImage, collect, lakeCount, lakeRows, parseJson, runCli, startCli, tempDir, waitForRun, writeImage} from '../helpers/lakeFixtures.js'
 
 async function captionedFolder(dir: string, first: number, count: number): Promise<void> {
   mkdirSync(dir, {recursive: true})
@@ -127,17 +127,6 @@ test('etl run / etl history: --json contracts, errors and exit codes, no progres
   assert.ok(table.stdout.includes(runs[0]!.runId))
 })
 
-/** Polls until the lake shows a running run of `stage` with at least `commits` commits. */
-async function waitForRun(lake: string, stage: string, commits: number, child: {exitCode: number | null}): Promise<void> {
-  const deadline = Date.now() + 60_000
-  while (Date.now() < deadline && child.exitCode === null) {
-    const n = await lakeCount(lake, `SELECT count(*) FROM lake.runs WHERE stage = '${stage}' AND status = 'running' AND len(coalesce(commits, [])) >= ${commits}`)
-    if (n > 0) return
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  assert.fail(`no running ${stage} run with ${commits} commit(s) appeared`)
-}
-
 test('Ctrl-C: etl run commits what is complete and reports interrupted; an interrupted --full leaves the old tables', async (t) => {
   const {dir, cleanup} = tempDir('mlcap-etlint-')
   t.after(cleanup)
@@ -152,7 +141,7 @@ test('Ctrl-C: etl run commits what is complete and reports interrupted; an inter
   await waitForRun(lake, 'silver', 1, child)
   child.kill('SIGINT')
   const result = await done
-  assert.equal(result.code, 0, result.stderr)
+  assert.equal(result.code, 130, `interrupted work exits 130 so a chained command stops: ${result.stderr}`)
   const summary = parseJson(result).stages[0]
   assert.equal(summary.status, 'interrupted')
   const visible = await lakeCount(lake, `SELECT count(*) FROM silver.images`)
@@ -174,8 +163,8 @@ test('Ctrl-C: etl run commits what is complete and reports interrupted; an inter
   await waitForRun(lake, 'silver', 0, full)
   full.kill('SIGINT')
   const fullResult = await fullDone
-  assert.equal(fullResult.code, 0, fullResult.stderr)
   const fullSummary = parseJson(fullResult).stages[0]
+  assert.equal(fullResult.code, fullSummary.status === 'interrupted' ? 130 : 0, fullResult.stderr)
   if (fullSummary.status === 'interrupted') {
     assert.deepEqual([fullSummary.added, fullSummary.commits], [{}, []])
     assert.deepEqual(await lakeRows(lake, `SELECT sha256, run_id, commit_id FROM silver.images ORDER BY sha256`), before)

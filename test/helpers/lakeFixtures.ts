@@ -3,8 +3,9 @@
  * with sharp (distinct content from a seed), the CLI run as a child process, and quick
  * reads of a lake through the real LakeReader. Nothing here mocks anything.
  */
+import assert from 'node:assert/strict'
 import {spawn, type ChildProcess} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, type Dirent} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, type Dirent} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -183,6 +184,17 @@ export async function plainFolderCount(folder: string): Promise<number> {
 export async function lakeCount(lake: string, sql: string): Promise<number> {
   const rows = await lakeRows(lake, sql)
   return Number(Object.values(rows[0])[0])
+}
+
+/** Polls until the lake (perhaps not created yet) shows a running run of `stage` with at least `commits` commits (fails if `child` exits first or after 60 s). */
+export async function waitForRun(lake: string, stage: string, commits: number, child: {exitCode: number | null}): Promise<void> {
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline && child.exitCode === null) {
+    const n = !existsSync(path.join(lake, 'catalog.duckdb')) ? 0 : await lakeCount(lake, `SELECT count(*) FROM lake.runs WHERE stage = '${stage}' AND status = 'running' AND len(coalesce(commits, [])) >= ${commits}`)
+    if (n > 0) return
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  assert.fail(`no running ${stage} run with ${commits} commit(s) appeared`)
 }
 
 export const BRONZE_TABLES = ['bronze.images', 'bronze.sources', 'bronze.captions', 'bronze.rejects'] as const

@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {LakeCommand} from '../../cli/lakeCommand.js'
 import {modelFlags, modelOptions} from '../../cli/modelFlags.js'
 import {interruptSignal, Progress} from '../../cli/progress.js'
-import {invalidParameter} from '../../lake/errors.js'
+import {EXIT, invalidParameter} from '../../lake/errors.js'
 import {DEFAULT_MAX_CAPTION_LENGTH} from '../../lake/captionClean.js'
 import {DEFAULT_GOLD_FILTERS} from '../../lake/gold.js'
 import {DEFAULT_NORMALIZE_OPTIONS} from '../../lake/normalize.js'
@@ -69,9 +69,13 @@ gold: pairs ok images with ok captions, applies the quality filters, groups near
     const ratios = parseSplitRatios(this.flags.split)
     const interrupt = interruptSignal(() => this.note('\nStopping: committing what is complete (Ctrl-C again to quit at once)…'))
     const summaries: StageSummary[] = []
+    let skipped = false
     try {
       for (const name of names) {
-        if (interrupt.signal.aborted) break
+        if (interrupt.signal.aborted) {
+          skipped = true
+          break
+        }
         const progress = new Progress(this.interactive, name.padEnd(7))
         try {
           const summary = await STAGES[name].run(this.layout, {
@@ -112,6 +116,8 @@ gold: pairs ok images with ok captions, applies the quality filters, groups near
     } finally {
       interrupt.dispose()
     }
+    // Non-zero so `mlcap etl run all && mlcap export …` does not export a half-built gold.
+    if (skipped || summaries.some((s) => s.status === 'interrupted')) process.exitCode = EXIT.interrupted
     return {stages: summaries}
   }
 
