@@ -255,12 +255,24 @@ function moveFile(from: string, to: string): void {
   }
 }
 
-const INTEGER_TYPES = /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|DECIMAL)/
+const EXACT_NUMBER_TYPES = /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|DECIMAL)/
 
+/**
+ * DuckDB hands integers and decimals over as text; they become JSON numbers only when a
+ * double holds them exactly (safe integers; decimals of at most 15 significant digits, which
+ * read back as the same decimal). Others stay strings: a rounded id or sum would be wrong
+ * without any sign of it.
+ */
 function jsonValue(value: unknown, type: string): unknown {
-  if (typeof value === 'string' && INTEGER_TYPES.test(type)) {
-    const n = Number(value)
-    if (Number.isFinite(n) && (type.startsWith('DECIMAL') || Number.isSafeInteger(n))) return n
-  }
-  return value
+  if (typeof value !== 'string' || !EXACT_NUMBER_TYPES.test(type)) return value
+  const n = Number(value)
+  if (!Number.isFinite(n)) return value
+  if (type.startsWith('DECIMAL')) return significantDigits(value) <= 15 ? n : value
+  return Number.isSafeInteger(n) ? n : value
+}
+
+/** Significant digits of a plain decimal as DuckDB writes it: `-0012.3400` has 6 (leading zeros do not count, trailing ones do). */
+function significantDigits(decimal: string): number {
+  const digits = decimal.replace(/[^0-9]/g, '').replace(/^0+/, '')
+  return digits.length
 }

@@ -197,6 +197,30 @@ test('--format json, jsonl and csv print the rows; --json returns columns, rows 
   assert.equal(body.commitId, 1)
 })
 
+test('--json and --format json keep integers and decimals exact: numbers when a double holds them, strings otherwise', async () => {
+  const sql =
+    'select 1.25::DECIMAL(5,2) AS d_small, 0.10::DECIMAL(4,2) AS d_scale, -0.001::DECIMAL(10,3) AS d_neg, ' +
+    '123456789012345.6::DECIMAL(38,1) AS d_16_digits, 12345678901234567.89::DECIMAL(38,2) AS d_big, ' +
+    '9007199254740991::BIGINT AS i_safe, 9007199254740993::BIGINT AS i_big, 170141183460469231731687303715884105727::HUGEINT AS i_huge'
+  const [envelope, json] = await runAll([
+    ['query', sql, '--lake', lake, '--json'],
+    ['query', sql, '--lake', lake, '--format', 'json'],
+  ])
+  assert.equal(envelope.code, 0, envelope.stderr)
+  const expected = {
+    d_small: 1.25,
+    d_scale: 0.1,
+    d_neg: -0.001,
+    d_16_digits: '123456789012345.6',
+    d_big: '12345678901234567.89',
+    i_safe: 9007199254740991,
+    i_big: '9007199254740993',
+    i_huge: '170141183460469231731687303715884105727',
+  }
+  assert.deepEqual(parseJson(envelope).rows, [expected])
+  assert.deepEqual(JSON.parse(json.stdout), [expected])
+})
+
 test('--out writes .parquet, .csv and .json files that read back to the same rows', async () => {
   const sql = 'select sha256, width, height from bronze.images order by sha256'
   const expected = await readWithDuckDb(
