@@ -9,6 +9,7 @@ import {spawn} from 'node:child_process'
 import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
+import {GOLD_PAIRS} from '../../src/lake/schema.js'
 import {buildGoldLake} from '../helpers/goldLake.js'
 import {CLI, collect, lakeCount, parseJson, runCli, tempDir} from '../helpers/lakeFixtures.js'
 
@@ -97,6 +98,8 @@ test('help shows both commands with examples', async () => {
   assert.equal(help.code, 0)
   assert.match(help.stdout, /\$ mlcap export -f hf\|imagefolder\|webdataset\|coco\|jsonl\|csv -o/)
   assert.match(help.stdout, /mlcap export verify \.\/export\/hf/)
+  const whereColumns = help.stdout.replace(/\s+/g, ' ').match(/--where is a SQL predicate over the columns of gold\.pairs \(([^)]*)\)/)
+  assert.deepEqual(whereColumns?.[1]?.split(', '), GOLD_PAIRS.columns.map((c) => c.name), 'every column --where can use is named')
   const verifyHelp = await runCli(['export', 'verify', '--help'])
   assert.equal(verifyHelp.code, 0)
   assert.match(verifyHelp.stdout, /\$ mlcap export verify DIR/)

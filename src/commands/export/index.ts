@@ -4,6 +4,7 @@ import {LakeCommand} from '../../cli/lakeCommand.js'
 import {interruptSignal, Progress} from '../../cli/progress.js'
 import {formatBytes} from '../../cli/table.js'
 import {DEFAULT_SHARD_SIZE, EXPORT_FORMATS, type ExportFormat} from '../../export/index.js'
+import {GOLD_PAIRS} from '../../lake/schema.js'
 import {EXPORT_SPLITS, exportGold, type ExportGoldSummary, type ExportSplit} from '../../lake/exportGold.js'
 
 export default class Export extends LakeCommand<typeof Export> {
@@ -16,7 +17,7 @@ ${Object.entries(EXPORT_FORMATS).map(([name, f]) => `- ${name}: ${f.description}
 
 The same lake commit and arguments give byte-identical files. manifest.json records the lake commit, the arguments, the counts and the SHA-256 of every file; check a copy with \`mlcap export verify DIR\`. The export is written beside DIR and moved into place when complete: an interrupted export leaves nothing that looks finished.
 
---where is a SQL predicate over the columns of gold.pairs (pair_id, sha256, caption_id, caption, caption_source, model_id, split, group_id, image_sha256, width, height, phash, sharpness, words, created_at); an image is exported with the captions of its selected pairs. It cannot read files or contain subqueries.`
+--where is a SQL predicate over the columns of gold.pairs (${GOLD_PAIRS.columns.map((c) => c.name).join(', ')}); an image is exported with the captions of its selected pairs. It cannot read files or contain subqueries.`
 
   static override examples = [
     '<%= config.bin %> export --format hf --out ./export/hf',
