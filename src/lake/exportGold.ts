@@ -265,8 +265,8 @@ function readObject(layout: LakeLayout, hash: string, row: Row, original: boolea
       `export: the ${original ? 'original' : 'normalized'} image ${hash} of gold image ${row.sha256} is missing from the object store (${file}); expected every image gold.pairs names to be there`,
       {
         hint: original
-          ? 'something outside mlcap removed it: restore the objects folder from a backup'
-          : 'rebuild the derivative: mlcap etl run silver --full, then mlcap etl run gold --full; or export the originals with --original',
+          ? 'something outside mlcap removed it: ingest its file again (mlcap ingest <file> --rehash) or restore the objects folder from a backup'
+          : 'rebuild the derivative: mlcap etl run silver --full (same settings); or export the originals with --original',
         cause: error,
       },
     )
@@ -284,7 +284,7 @@ function sampleOf(row: Row, image: Buffer, hash: string, original: boolean): Exp
   const imageExt = fromLake ?? sniffedExt(image)
   if (!imageExt) {
     throw new MlcapError('EXPORT_IMAGE_FORMAT', `export: cannot tell the format of image ${hash} (gold image ${row.sha256}); expected one of ${IMAGE_EXTS.join(', ')}`, {
-      hint: 'the lake object named by that hash is damaged: restore it from a backup or from the original file',
+      hint: 'the lake object named by that hash is damaged. Repair it, then export again: an original by ingesting its file again (mlcap ingest <file> --rehash), a silver derivative with mlcap etl run silver --full (same settings)',
     })
   }
   const width = Number(original ? row.original_width : row.width)

@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, utimesSync} from 'node:fs'
-import {rename, unlink, writeFile} from 'node:fs/promises'
+import {readFile, rename, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {LakeLayout} from './layout.js'
@@ -10,7 +10,11 @@ import {LakeLayout} from './layout.js'
  * is written under a temporary name and renamed into place, so a reader (or a process
  * killed mid-write) never sees a partial object, and two writers of the same content
  * both end with the same complete file. Returns false when the object already existed
- * (its modification time is then refreshed, see below).
+ * with these bytes (its modification time is then refreshed, see below). An existing
+ * object whose bytes differ (bit rot, a tool that rewrote it) is replaced the same atomic
+ * way: re-ingesting an original (`--rehash`) or rebuilding a derivative (`etl run silver
+ * --full`) is how a damaged object is repaired. The check costs one read of a file the
+ * caller already holds in memory, and only when the content was stored before.
  */
 export async function putObject(layout: LakeLayout, sha256: string, bytes: Uint8Array): Promise<boolean> {
   const target = layout.objectPath(sha256)
@@ -18,16 +22,16 @@ export async function putObject(layout: LakeLayout, sha256: string, bytes: Uint8
     // The object may be debris of a run killed before its commit, old enough for gc to take.
     // Make it young again: gc keeps objects younger than its minimum age, so it cannot
     // remove it between now and the commit that will reference it.
+    let present = true
     try {
       const now = new Date()
       utimesSync(target, now, now)
-      return false
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
-      if (code === 'EPERM' || code === 'EACCES') return false // another user's object: cannot refresh it
-      if (code !== 'ENOENT') throw error
-      // gc removed it just now: write it again below.
+      if (code === 'ENOENT') present = false // gc removed it just now: write it again below
+      else if (code !== 'EPERM' && code !== 'EACCES') throw error // EPERM/EACCES: another user's object, cannot refresh it
     }
+    if (present && (await holds(target, bytes))) return false
   }
   const dir = path.dirname(target)
   mkdirSync(dir, {recursive: true})
@@ -40,4 +44,15 @@ export async function putObject(layout: LakeLayout, sha256: string, bytes: Uint8
     throw error
   }
   return true
+}
+
+/** True when `file` holds exactly `bytes` (false when it is missing or unreadable: it is then rewritten). */
+async function holds(file: string, bytes: Uint8Array): Promise<boolean> {
+  try {
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).equals(await readFile(file))
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'EACCES') return false
+    throw error
+  }
 }
