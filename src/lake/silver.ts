@@ -140,7 +140,7 @@ async function normalizeOne(layout: LakeLayout, stage: StageRun, sha256: string,
       sha256,
       status: 'rejected',
       reason: 'object_missing',
-      message: `silver: the original bytes of ${sha256} are missing from the object store (${(error as Error).message}); re-ingest the file`,
+      message: `silver: the original bytes of ${sha256} are missing from the object store (${(error as Error).message}); expected every bronze image there. Ingest its file again (mlcap ingest <file> --rehash), then rebuild silver (mlcap etl run silver --full): an incremental run does not retry this image`,
       processed_at: now,
       run_id: stage.runId,
     })

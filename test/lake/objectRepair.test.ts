@@ -16,7 +16,8 @@ import {ingest} from '../../src/lake/ingest.js'
 import {putObject} from '../../src/lake/objects.js'
 import {runSilver} from '../../src/lake/silver.js'
 import {buildGoldLake} from '../helpers/goldLake.js'
-import {lakeRows, tempDir} from '../helpers/lakeFixtures.js'
+import {lakeRows, tempDir, writeImage} from '../helpers/lakeFixtures.js'
+import {LakeLayout} from '../../src/lake/layout.js'
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex')
 
@@ -82,4 +83,27 @@ test('putObject leaves an intact object in place (same inode, nothing rewritten)
   damage(layout.objectPath(hash))
   assert.equal(await putObject(layout, hash, bytes), true, 'a damaged object is written again')
   assert.ok(readFileSync(layout.objectPath(hash)).equals(bytes))
+})
+
+test('silver: an original gone from the object store is rejected object_missing, and the message says how to bring it back', async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-objmissing-')
+  t.after(cleanup)
+  const layout = new LakeLayout(path.join(dir, 'lake'))
+  const photos = path.join(dir, 'photos')
+  const shas: string[] = []
+  for (let i = 0; i < 3; i++) shas.push(sha256(await writeImage(path.join(photos, `p${i}.png`), i, {width: 64, height: 48})))
+  await ingest(layout, [photos])
+  rmSync(layout.objectPath(shas[1]!))
+
+  const first = await runSilver(layout)
+  assert.deepEqual(first.rejects, {object_missing: 1})
+  const [rejected] = await lakeRows(layout.root, `SELECT sha256, status, reason, message FROM silver.images WHERE status = 'rejected'`)
+  assert.deepEqual([rejected!.sha256, rejected!.reason], [shas[1], 'object_missing'])
+  assert.match(rejected!.message, /Ingest its file again \(mlcap ingest <file> --rehash\), then rebuild silver \(mlcap etl run silver --full\)/)
+
+  // Following the message: --rehash stores the bytes again, --full processes the image.
+  await ingest(layout, [photos], {rehash: true})
+  assert.equal(sha256(readFileSync(layout.objectPath(shas[1]!))), shas[1])
+  await runSilver(layout, {full: true})
+  assert.deepEqual(await lakeRows(layout.root, `SELECT status, count(*)::INTEGER AS n FROM silver.images GROUP BY status`), [{status: 'ok', n: 3}])
 })
