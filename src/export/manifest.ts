@@ -6,8 +6,10 @@
  */
 import {readFileSync} from 'node:fs'
 import {lstat, readdir, readFile, writeFile} from 'node:fs/promises'
-import {join, relative, sep} from 'node:path'
+import {join, posix, relative, sep} from 'node:path'
 import {MlcapError} from '../lake/errors.js'
+import {countMismatches} from './manifestCounts.js'
+import {checkManifestShape, DAMAGED_HINT, invalidManifest} from './manifestShape.js'
 import {SPLITS, type Split} from './sample.js'
 import {sha256OfFile} from '../lake/hashing.js'
 import type {FileHashes} from './writer.js'
@@ -40,11 +42,24 @@ export interface ExportManifest {
   files: ManifestFile[]
 }
 
-export type VerifyProblem = 'missing' | 'size' | 'sha256' | 'unexpected'
+/**
+ * `unexpected` is a file, or a folder (its path ends in "/") holding no listed file, that
+ * the manifest does not list; `duplicate` a path the manifest lists more than once; `count`
+ * a count in the manifest that disagrees with the others or with its file list (the path
+ * is manifest.json).
+ */
+export type VerifyProblem = 'missing' | 'size' | 'sha256' | 'unexpected' | 'duplicate' | 'count'
+
+export interface VerifyIssue {
+  path: string
+  problem: VerifyProblem
+  /** What exactly disagrees, for the kinds a path alone does not explain (duplicate, count). */
+  detail?: string
+}
 
 export interface VerifyResult {
   ok: boolean
-  problems: Array<{path: string; problem: VerifyProblem}>
+  problems: VerifyIssue[]
 }
 
 let version: string | undefined
@@ -81,22 +96,28 @@ export async function sha256File(path: string): Promise<string> {
   return (await sha256OfFile(path)).sha256
 }
 
-/** Every regular file under `dir` except the manifest, as `/`-separated relative paths, sorted. Other entries (symlinks, sockets) are reported in `others`. */
-async function walk(dir: string): Promise<{files: string[]; others: string[]}> {
+/**
+ * Every regular file under `dir` except the manifest, as `/`-separated relative paths, sorted.
+ * Other entries (symlinks, sockets) are reported in `others`, and every folder in `folders`.
+ */
+async function walk(dir: string): Promise<{files: string[]; others: string[]; folders: string[]}> {
   const files: string[] = []
   const others: string[] = []
+  const folders: string[] = []
   async function visit(current: string): Promise<void> {
     for (const entry of await readdir(current, {withFileTypes: true})) {
       const full = join(current, entry.name)
       const rel = relative(dir, full).split(sep).join('/')
-      if (entry.isDirectory()) await visit(full)
-      else if (entry.isFile()) {
+      if (entry.isDirectory()) {
+        folders.push(rel)
+        await visit(full)
+      } else if (entry.isFile()) {
         if (rel !== MANIFEST_FILE) files.push(rel)
       } else others.push(rel)
     }
   }
   await visit(dir)
-  return {files: files.sort(byteOrder), others: others.sort(byteOrder)}
+  return {files: files.sort(byteOrder), others: others.sort(byteOrder), folders: folders.sort(byteOrder)}
 }
 
 /**
@@ -145,49 +166,66 @@ export async function writeManifest(dir: string, manifest: ExportManifest): Prom
   await writeFile(join(dir, MANIFEST_FILE), renderManifest(manifest), {flag: 'wx'})
 }
 
-/** Reads and checks the shape of `<dir>/manifest.json`; null when there is none. */
+/**
+ * Reads and checks the shape of `<dir>/manifest.json` (see manifestShape.ts); null when
+ * there is none. It must be a regular file: a symlink could make verify trust a manifest
+ * from outside the folder.
+ */
 export async function readManifest(dir: string): Promise<ExportManifest | null> {
   const path = join(dir, MANIFEST_FILE)
-  let text: string
+  let info
   try {
-    text = await readFile(path, 'utf8')
+    info = await lstat(path)
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null
     throw error
   }
+  if (!info.isFile()) {
+    throw invalidManifest(path, `it is ${info.isDirectory() ? 'a folder' : info.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}`, 'the JSON file mlcap wrote')
+  }
   let parsed: unknown
   try {
-    parsed = JSON.parse(text)
+    parsed = JSON.parse(await readFile(path, 'utf8'))
   } catch (error) {
     throw new MlcapError('EXPORT_MANIFEST_INVALID', `export: ${path} is not valid JSON (${(error as Error).message}); expected the manifest mlcap wrote`, {
-      hint: 'the export was modified or damaged: export it again', cause: error,
+      hint: DAMAGED_HINT, cause: error,
     })
   }
-  const files = (parsed as {files?: unknown})?.files
-  const wellFormed = Array.isArray(files) && files.every((file) =>
-    file && typeof file.path === 'string' && Number.isInteger(file.bytes) && typeof file.sha256 === 'string')
-  if (!wellFormed || typeof (parsed as {mlcap_version?: unknown}).mlcap_version !== 'string') {
-    throw new MlcapError('EXPORT_MANIFEST_INVALID', `export: ${path} has no mlcap_version or no well-formed files list; expected {mlcap_version, files: [{path, bytes, sha256}]}`, {
-      hint: 'the export was modified or damaged: export it again',
-    })
+  return checkManifestShape(parsed, path)
+}
+
+/** The folder a relative path is in; "" for the export folder itself. */
+function parentOf(path: string): string {
+  return path.includes('/') ? posix.dirname(path) : ''
+}
+
+/** The folders that hold a listed file, at any depth, "" included. */
+function listedFolders(paths: Iterable<string>): Set<string> {
+  const folders = new Set([''])
+  for (const path of paths) {
+    for (let folder = parentOf(path); !folders.has(folder); folder = parentOf(folder)) folders.add(folder)
   }
-  return parsed as ExportManifest
+  return folders
 }
 
 /**
  * Checks an export folder against its manifest: every listed file present with the
- * listed size and SHA-256, and no other file. A missing manifest is reported as
- * `{path: 'manifest.json', problem: 'missing'}`; a damaged one throws.
+ * listed size and SHA-256, each listed once, no other file or folder, and counts that
+ * agree with each other and with the files (manifestCounts.ts). A missing manifest is
+ * reported as `{path: 'manifest.json', problem: 'missing'}`; a damaged one throws
+ * EXPORT_MANIFEST_INVALID. Only files found by walking the folder are ever read.
  */
 export async function verifyExport(dir: string): Promise<VerifyResult> {
   const manifest = await readManifest(dir)
   if (manifest === null) return {ok: false, problems: [{path: MANIFEST_FILE, problem: 'missing'}]}
-  const problems: VerifyResult['problems'] = []
-  const {files: present, others} = await walk(dir)
+  const problems: VerifyIssue[] = []
+  const {files: present, others, folders} = await walk(dir)
   const presentSet = new Set(present)
-  const listed = new Set<string>()
+  const listed = new Map<string, number>()
   for (const file of manifest.files) {
-    listed.add(file.path)
+    const times = (listed.get(file.path) ?? 0) + 1
+    listed.set(file.path, times)
+    if (times > 1) continue // checked as its first entry lists it; reported below
     if (!presentSet.has(file.path)) {
       problems.push({path: file.path, problem: 'missing'})
       continue
@@ -196,7 +234,14 @@ export async function verifyExport(dir: string): Promise<VerifyResult> {
     if ((await lstat(full)).size !== file.bytes) problems.push({path: file.path, problem: 'size'})
     else if ((await sha256File(full)) !== file.sha256) problems.push({path: file.path, problem: 'sha256'})
   }
+  for (const [path, times] of listed) if (times > 1) problems.push({path, problem: 'duplicate', detail: `listed ${times} times in ${MANIFEST_FILE}`})
   for (const path of [...present, ...others]) if (!listed.has(path)) problems.push({path, problem: 'unexpected'})
-  problems.sort((a, b) => byteOrder(a.path, b.path) || byteOrder(a.problem, b.problem))
+  // a folder no listed file is in (an empty one too); only the outermost, as deleting it removes the rest
+  const expected = listedFolders(listed.keys())
+  for (const folder of folders) {
+    if (!expected.has(folder) && expected.has(parentOf(folder))) problems.push({path: `${folder}/`, problem: 'unexpected'})
+  }
+  for (const detail of countMismatches(manifest)) problems.push({path: MANIFEST_FILE, problem: 'count', detail})
+  problems.sort((a, b) => byteOrder(a.path, b.path) || byteOrder(a.problem, b.problem) || byteOrder(a.detail ?? '', b.detail ?? ''))
   return {ok: problems.length === 0, problems}
 }

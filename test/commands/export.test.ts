@@ -6,7 +6,7 @@
 import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {GOLD_PAIRS} from '../../src/lake/schema.js'
@@ -60,6 +60,60 @@ test('export --json returns the summary; export verify accepts it (exit 0) and r
   const badJson = await runCli(['export', 'verify', out, '--json'])
   assert.equal(badJson.code, 1)
   assert.deepEqual(parseJson(badJson).problems, [{path: 'README.txt', problem: 'unexpected'}, {path: 'train/00000.tar', problem: 'sha256'}])
+})
+
+test('export verify lists duplicate entries, count mismatches (with what disagrees) and extra folders; a damaged manifest is EXPORT_MANIFEST_INVALID, exit 1', async () => {
+  const out = path.join(dir, 'csv-damaged')
+  assert.equal((await runCli(['export', '-f', 'csv', '-o', out, '--lake', lake])).code, 0)
+  const manifestPath = path.join(out, 'manifest.json')
+  const original = readFileSync(manifestPath, 'utf8')
+  const manifest = JSON.parse(original)
+  manifest.counts.samples++
+  manifest.files.push(manifest.files.at(-1))
+  writeFileSync(manifestPath, JSON.stringify(manifest))
+  mkdirSync(path.join(out, 'empty'))
+  const last = manifest.files.at(-1).path
+  const text = await runCli(['export', 'verify', out])
+  assert.equal(text.code, 1)
+  const counted = `counts.samples is ${images + 1}`
+  assert.equal(text.stdout, [
+    'unexpected empty/',
+    `duplicate  ${last}: listed 2 times in manifest.json`,
+    `count      manifest.json: ${counted} but the manifest lists ${images} image file(s) in the export; expected one per sample`,
+    `count      manifest.json: ${counted} but the splits add up to ${images}`,
+    '',
+  ].join('\n'))
+  assert.match(text.stderr, /Error: export verify: 4 problem\(s\) in .*csv-damaged: 1 unexpected, 1 duplicate, 2 count; expected every file as the manifest lists it, and its counts to agree with them\n/)
+  const json = await runCli(['export', 'verify', out, '--json'])
+  assert.equal(json.code, 1)
+  assert.deepEqual(parseJson(json).problems.map((problem: {path: string; problem: string; detail?: string}) => [problem.path, problem.problem, problem.detail]), [
+    ['empty/', 'unexpected', undefined],
+    [last, 'duplicate', 'listed 2 times in manifest.json'],
+    ['manifest.json', 'count', `${counted} but the manifest lists ${images} image file(s) in the export; expected one per sample`],
+    ['manifest.json', 'count', `${counted} but the splits add up to ${images}`],
+  ])
+
+  delete manifest.counts
+  writeFileSync(manifestPath, JSON.stringify(manifest))
+  const damaged = await runCli(['export', 'verify', out])
+  assert.equal(damaged.code, 1)
+  assert.equal(damaged.stdout, '')
+  assert.match(damaged.stderr, /^Error: export: .*csv-damaged\/manifest\.json: counts is missing; expected a JSON object \{samples, captions, splits\}\nHint: the export was modified or damaged/)
+  assert.doesNotMatch(damaged.stderr, /--debug/)
+  rmSync(manifestPath)
+  mkdirSync(manifestPath)
+  const folder = await runCli(['export', 'verify', out, '--json'])
+  assert.equal(folder.code, 1)
+  assert.deepEqual(parseJson(folder).error, {
+    code: 'EXPORT_MANIFEST_INVALID',
+    message: `export: ${manifestPath}: it is a folder; expected the JSON file mlcap wrote`,
+    hint: 'the export was modified or damaged: copy it again from a good copy, or export again',
+    exitCode: 1,
+  })
+  rmSync(manifestPath, {recursive: true})
+  rmSync(path.join(out, 'empty'), {recursive: true})
+  writeFileSync(manifestPath, original)
+  assert.equal((await runCli(['export', 'verify', out])).code, 0)
 })
 
 test('export refuses an existing export without --overwrite (exit 2) and replaces it with it; human output names what was written', async () => {

@@ -78,6 +78,7 @@ test('verifyExport reports a modified, a resized, a missing and an unexpected fi
   const result = await verifyExport(out)
   assert.equal(result.ok, false)
   assert.deepEqual(result.problems, [
+    {path: 'extra/', problem: 'unexpected'},
     {path: 'extra/notes.txt', problem: 'unexpected'},
     ...[{path: a, problem: 'sha256'}, {path: b, problem: 'size'}, {path: c, problem: 'missing'}].sort((x, y) => (x.path < y.path ? -1 : 1)),
   ])

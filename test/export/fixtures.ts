@@ -5,7 +5,7 @@
  */
 import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
+import {mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join, relative, sep} from 'node:path'
 import sharp from 'sharp'
@@ -82,6 +82,12 @@ export async function readTree(dir: string): Promise<Map<string, Buffer>> {
     }
   }
   return out
+}
+
+/** Rewrites `<dir>/manifest.json` as `edit` returns it (edit may change the parsed manifest in place and return it), for tests of damaged manifests. */
+export async function editManifest(dir: string, edit: (manifest: any) => unknown): Promise<void> {
+  const path = join(dir, 'manifest.json')
+  await writeFile(path, JSON.stringify(edit(JSON.parse(await readFile(path, 'utf8'))), null, 2))
 }
 
 /** System tar, for reading archives independently of the writer. */

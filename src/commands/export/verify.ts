@@ -16,7 +16,7 @@ export interface VerifyOutput extends VerifyResult {
 export default class ExportVerify extends LakeCommand<typeof ExportVerify> {
   static override summary = 'Check an export folder against its manifest: every file present, unchanged, and nothing else.'
 
-  static override description = `Reads DIR/manifest.json and compares each listed file's size and SHA-256; files not in the manifest are reported too. Exit status 0 when the folder is exactly what mlcap wrote, 1 when anything differs (each problem is listed: missing, size, sha256, unexpected). Needs no lake.`
+  static override description = `Reads DIR/manifest.json and compares each listed file's size and SHA-256; files and folders not in the manifest are reported too, and so are paths it lists twice and counts that disagree with each other or with the files it lists. Exit status 0 when the folder is exactly what mlcap wrote, 1 when anything differs (each problem is listed: missing, size, sha256, unexpected, duplicate, count) or the manifest itself is damaged (EXPORT_MANIFEST_INVALID). Needs no lake.`
 
   static override examples = [
     '<%= config.bin %> export verify ./export/hf',
@@ -52,13 +52,13 @@ export default class ExportVerify extends LakeCommand<typeof ExportVerify> {
       process.exitCode = EXIT.failure // the result (with every problem) is the JSON output
       return output
     }
-    for (const problem of result.problems) this.log(`${problem.problem.padEnd(10)} ${problem.path}`)
+    for (const problem of result.problems) this.log(`${problem.problem.padEnd(10)} ${problem.path}${problem.detail === undefined ? '' : `: ${problem.detail}`}`)
     const noManifest = manifest === null
     throw new MlcapError(
       'EXPORT_VERIFY_FAILED',
       noManifest
         ? `export verify: ${dir} has no manifest.json; expected a complete mlcap export (an unfinished one never has a manifest)`
-        : `export verify: ${result.problems.length} problem(s) in ${dir}: ${summarize(result)}; expected every file as the manifest lists it`,
+        : `export verify: ${result.problems.length} problem(s) in ${dir}: ${summarize(result)}; expected every file as the manifest lists it, and its counts to agree with them`,
       {hint: 'the folder was modified, damaged or not completely copied: copy it again from a good copy, or export again'},
     )
   }
