@@ -8,7 +8,7 @@ export default class Status extends LakeCommand<typeof Status> {
   static override summary = 'Show what is in the lake and what is pending.'
 
   static override description =
-    'Rows, files and bytes per table, objects in the store, the last commits, rejects by reason, work waiting for each stage, and runs in progress.'
+    'Rows, files and bytes per table, objects in the store, the last commits, rejects by reason, work waiting for each stage, runs in progress, and runs whose process is gone (shown as interrupted).'
 
   static override examples = ['<%= config.bin %> status', '<%= config.bin %> status --lake /data/lake --json']
 
@@ -45,6 +45,11 @@ export default class Status extends LakeCommand<typeof Status> {
     if (status.running.length > 0) {
       this.log(`\n${chalk.bold('Running')}`)
       for (const r of status.running) this.log(`  ${r.runId} (pid ${r.pid}) since ${r.startedAt}`)
+    }
+    if (status.interrupted.length > 0) {
+      // Still 'running' in lake.runs: the next run of any stage records them as interrupted.
+      this.log(`\n${chalk.bold('Interrupted')} (process gone)`)
+      for (const r of status.interrupted) this.log(`  ${r.runId} (pid ${r.pid}) since ${r.startedAt}`)
     }
     return status
   }

@@ -5,10 +5,17 @@ import os from 'node:os'
 import {CatalogOptions, withCatalog} from './catalog.js'
 import {LakeLayout} from './layout.js'
 
-/** A run of a stage (ingest, silver, gold, caption, compact, …), recorded in lake.runs. */
+/**
+ * Every stage that records runs in lake.runs. Typed into beginRun, so a new writer of runs
+ * must be added here, and `etl history --stage` accepts exactly these names.
+ */
+export const RUN_STAGES = ['ingest', 'watch', 'silver', 'caption', 'gold', 'compact'] as const
+export type RunStage = (typeof RUN_STAGES)[number]
+
+/** A run of a stage, recorded in lake.runs. */
 export interface Run {
   readonly runId: string
-  readonly stage: string
+  readonly stage: RunStage
   readonly startedAt: Date
   readonly params: Record<string, unknown>
 }
@@ -23,14 +30,14 @@ export interface RunOutcome {
   error?: string
 }
 
-export function newRunId(stage: string): string {
+export function newRunId(stage: RunStage): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..+/, '')
   return `${stage}-${stamp}-${randomBytes(3).toString('hex')}`
 }
 
 export async function beginRun(
   layout: LakeLayout,
-  stage: string,
+  stage: RunStage,
   params: Record<string, unknown>,
   options: CatalogOptions = {},
 ): Promise<Run> {
@@ -92,25 +99,34 @@ export function processAlive(pid: number): boolean {
 }
 
 /**
- * Runs left 'running' by a process of this host that no longer exists were killed or
- * crashed: mark them interrupted so history tells the truth. (Their committed batches
- * stay; their uncommitted work is staging debris for gc.)
+ * Whether a run the catalog records as 'running' was abandoned: started on this host by a
+ * process that no longer exists (killed or crashed). A run of another host cannot be checked
+ * from here and counts as running. The one rule for writers (which record such runs as
+ * interrupted) and readers (which only show them so, never writing to the lake).
+ */
+export function runAbandoned(run: {pid: number | null; host: string | null}): boolean {
+  return run.host === os.hostname() && (run.pid === null || !processAlive(run.pid))
+}
+
+/** The error an abandoned run is recorded (and shown) with. */
+export function abandonedRunError(pid: number | null): string {
+  return `process ${pid ?? 'unknown'} ended without finishing the run (killed or crashed); committed batches were kept`
+}
+
+/**
+ * Records runs abandoned by their process (runAbandoned) as interrupted, so history tells
+ * the truth. (Their committed batches stay; their uncommitted work is staging debris for gc.)
  */
 export async function markAbandonedRuns(connection: DuckDBConnection): Promise<number> {
-  const rows = (
-    await connection.runAndReadAll(`SELECT run_id, pid FROM runs WHERE status = 'running' AND host = $h`, {
-      h: os.hostname(),
-    })
-  ).getRows()
+  const rows = (await connection.runAndReadAll(`SELECT run_id, pid, host FROM runs WHERE status = 'running'`)).getRows()
   let marked = 0
-  for (const [runId, pid] of rows) {
-    if (pid !== null && processAlive(Number(pid))) continue
-    await connection.run(
-      `UPDATE runs SET status = 'interrupted', ended_at = now(),
-         error = 'process ' || CAST(pid AS VARCHAR) || ' ended without finishing the run (killed or crashed); committed batches were kept'
-       WHERE run_id = $id`,
-      {id: String(runId)},
-    )
+  for (const [runId, pid, host] of rows) {
+    const run = {pid: pid === null ? null : Number(pid), host: host === null ? null : String(host)}
+    if (!runAbandoned(run)) continue
+    await connection.run(`UPDATE runs SET status = 'interrupted', ended_at = now(), error = $error WHERE run_id = $id`, {
+      id: String(runId),
+      error: abandonedRunError(run.pid),
+    })
     marked++
   }
   return marked

@@ -1,7 +1,7 @@
 import {CatalogOptions} from './catalog.js'
 import {commitBatch} from './commit.js'
 import {LakeLayout} from './layout.js'
-import {beginRun, finishRun, Run} from './runs.js'
+import {beginRun, finishRun, Run, RunStage} from './runs.js'
 import {StagedBatch} from './staging.js'
 
 /** What every ETL stage run reports (and `etl run --json` prints). */
@@ -52,7 +52,7 @@ export class StageRun {
 
   static async begin(
     layout: LakeLayout,
-    stage: string,
+    stage: RunStage,
     params: Record<string, unknown>,
     options: StageOptions,
     replaceTables: readonly string[] = [],

@@ -5,6 +5,7 @@ import {CatalogOptions} from './catalog.js'
 import {LakeLayout} from './layout.js'
 import {PENDING_WORK} from './pending.js'
 import {tableRef, withLakeReader} from './reader.js'
+import {runAbandoned} from './runs.js'
 import {allTables} from './schema.js'
 
 export interface TableStatus {
@@ -22,7 +23,16 @@ export interface LakeStatus {
   lastCommits: Array<{commitId: number; committedAt: string; operation: string; runId: string; added: Record<string, number>}>
   rejects: Array<{stage: string; reason: string; count: number}>
   pending: Array<{stage: string; items: number; description: string}>
-  running: Array<{runId: string; stage: string; startedAt: string; pid: number}>
+  running: RunningRun[]
+  /** Runs the catalog still records as running whose process on this host is gone (killed or crashed): the next writer records them as interrupted. */
+  interrupted: RunningRun[]
+}
+
+export interface RunningRun {
+  runId: string
+  stage: string
+  startedAt: string
+  pid: number
 }
 
 /** Everything `mlcap status` shows, read from one snapshot. */
@@ -60,9 +70,17 @@ export async function lakeStatus(layout: LakeLayout, options: CatalogOptions = {
       const rows = await all(work.sql)
       pending.push({stage: work.stage, items: Number(rows[0].n), description: work.description})
     }
-    const running = (
-      await all(`SELECT run_id, stage, epoch_ms(started_at) AS started_ms, pid FROM lake.runs WHERE status = 'running' ORDER BY started_at`)
-    ).map((r) => ({runId: String(r.run_id), stage: String(r.stage), startedAt: new Date(Number(r.started_ms)).toISOString(), pid: Number(r.pid)}))
+    // A reader never writes to the lake: a run whose process is gone is only shown as
+    // interrupted here, with the writers' rule (runAbandoned); the next writer records it.
+    const running: RunningRun[] = []
+    const interrupted: RunningRun[] = []
+    for (const r of await all(
+      `SELECT run_id, stage, epoch_ms(started_at) AS started_ms, pid, host FROM lake.runs WHERE status = 'running' ORDER BY started_at`,
+    )) {
+      const owner = {pid: r.pid === null ? null : Number(r.pid), host: r.host === null ? null : String(r.host)}
+      const run = {runId: String(r.run_id), stage: String(r.stage), startedAt: new Date(Number(r.started_ms)).toISOString(), pid: Number(r.pid)}
+      ;(runAbandoned(owner) ? interrupted : running).push(run)
+    }
     return {
       lake: layout.root,
       commitId: reader.snapshot.commitId,
@@ -72,6 +90,7 @@ export async function lakeStatus(layout: LakeLayout, options: CatalogOptions = {
       rejects,
       pending,
       running,
+      interrupted,
     }
   }, options)
 }

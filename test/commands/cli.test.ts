@@ -66,7 +66,7 @@ test('status --json has a pinned shape', async () => {
   const r = await runCli(['status', '--lake', lake, '--json'])
   assert.equal(r.code, 0, r.stderr)
   const s = parseJson(r)
-  assert.deepEqual(Object.keys(s).sort(), ['commitId', 'lake', 'lastCommits', 'objects', 'pending', 'rejects', 'running', 'tables'])
+  assert.deepEqual(Object.keys(s).sort(), ['commitId', 'interrupted', 'lake', 'lastCommits', 'objects', 'pending', 'rejects', 'running', 'tables'])
   assert.equal(s.lake, lake)
   assert.equal(s.commitId, 1)
   for (const t of s.tables) {
@@ -86,7 +86,7 @@ test('status --json has a pinned shape', async () => {
   assert.equal(s.lastCommits[0].operation, 'ingest')
   assert.ok(!Number.isNaN(Date.parse(s.lastCommits[0].committedAt.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00'))), s.lastCommits[0].committedAt)
   assert.deepEqual(s.rejects, [])
-  assert.deepEqual(s.running, [])
+  assert.deepEqual([s.running, s.interrupted], [[], []])
   assert.ok(Array.isArray(s.pending))
   for (const p of s.pending) assert.deepEqual(Object.keys(p).sort(), ['description', 'items', 'stage'])
 })

@@ -1,12 +1,15 @@
 /**
  * `mlcap etl run` and `mlcap etl history` through the real CLI (child processes): the --json
  * contracts, exit codes and messages, no progress bar off a terminal, a lake never created
- * by a stage, and Ctrl-C (SIGINT) committing what is complete — or, for --full, nothing.
+ * by a stage, Ctrl-C (SIGINT) committing what is complete — or, for --full, nothing — and
+ * a run killed outright shown as interrupted without the readers writing to the lake.
  */
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import {existsSync, mkdirSync, writeFileSync} from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
+import {DuckDBInstance} from '@duckdb/node-api'
 
 import {ingest} from '../../src/lake/ingest.js'
 import {LakeLayout} from '../../src/lake/layout.js'
@@ -174,4 +177,74 @@ test('Ctrl-C: etl run commits what is complete and reports interrupted; an inter
     assert.equal(await lakeCount(lake, `SELECT count(DISTINCT run_id) FROM silver.images`), 1)
   }
   assert.equal(await lakeCount(lake, `SELECT count(*) FROM silver.images`), IMAGES)
+})
+
+test('a run whose process was killed (SIGKILL) shows as interrupted in status and etl history, which leave lake.runs as it is', async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-etlkill-')
+  t.after(cleanup)
+  const lake = path.join(dir, 'lake')
+  const input = path.join(dir, 'in')
+  for (let i = 0; i < 240; i++) await writeImage(path.join(input, `k${i}.png`), i, {width: 64, height: 48})
+  await ingest(new LakeLayout(lake), [input], {concurrency: 2})
+
+  // SIGKILL (or a second Ctrl-C) leaves no chance to finish the run: lake.runs keeps saying running.
+  const child = startCli(['etl', 'run', 'silver', '--batch-size', '2', '--lake', lake, '--json'])
+  const done = collect(child, Date.now(), {timeoutMs: 120_000})
+  await waitForRun(lake, 'silver', 1, child)
+  child.kill('SIGKILL')
+  assert.equal((await done).signal, 'SIGKILL')
+  const killedRun = `SELECT * FROM lake.runs WHERE stage = 'silver' ORDER BY started_at DESC LIMIT 1`
+  const recorded = (await lakeRows(lake, killedRun))[0]!
+  assert.deepEqual([recorded.status, recorded.pid, recorded.host, recorded.ended_at], ['running', child.pid, os.hostname(), null])
+  const runId = String(recorded.run_id)
+  const gone = `process ${child.pid} ended without finishing the run (killed or crashed); committed batches were kept`
+
+  const status = await runCli(['status', '--lake', lake, '--json'])
+  assert.equal(status.code, 0, status.stderr)
+  const s = parseJson(status)
+  assert.deepEqual(s.running, [], 'a run whose process is gone is not running')
+  assert.deepEqual(s.interrupted, [{runId, stage: 'silver', startedAt: s.interrupted[0]?.startedAt, pid: child.pid}])
+  const statusText = await runCli(['status', '--lake', lake])
+  assert.equal(statusText.code, 0, statusText.stderr)
+  assert.doesNotMatch(statusText.stdout, /^Running$/m)
+  assert.ok(statusText.stdout.includes(`Interrupted (process gone)\n  ${runId} (pid ${child.pid}) since `), statusText.stdout)
+
+  const history = await runCli(['etl', 'history', '--lake', lake, '--json'])
+  assert.equal(history.code, 0, history.stderr)
+  const shown = parseJson(history).runs[0]
+  assert.deepEqual([shown.runId, shown.status, shown.endedAt, shown.error], [runId, 'interrupted', null, gone])
+  const table = await runCli(['etl', 'history', '--lake', lake, '--limit', '1'])
+  assert.equal(table.code, 0, table.stderr)
+  assert.match(table.stdout.split('\n')[2]!, /^\S+\s+silver\s+interrupted\s/)
+
+  // The readers only showed it: the catalog row is exactly as the killed process left it.
+  assert.deepEqual((await lakeRows(lake, killedRun))[0], recorded)
+
+  // Another host's run cannot be checked from here: it stays running, as writers leave it.
+  const setHost = async (host: string) => {
+    const db = await DuckDBInstance.create(path.join(lake, 'catalog.duckdb'))
+    const c = await db.connect()
+    try {
+      await c.run(`UPDATE runs SET host = $host WHERE run_id = $id`, {host, id: runId})
+    } finally {
+      c.closeSync()
+      db.closeSync()
+    }
+  }
+  await setHost('some-other-host')
+  const foreign = parseJson(await runCli(['status', '--lake', lake, '--json']))
+  assert.deepEqual([foreign.running.map((r: {runId: string}) => r.runId), foreign.interrupted], [[runId], []])
+  assert.equal(parseJson(await runCli(['etl', 'history', '--lake', lake, '--json'])).runs[0].status, 'running')
+  await setHost(os.hostname())
+
+  // The next writer records what the readers showed.
+  const next = await runCli(['etl', 'run', 'silver', '--lake', lake, '--json'])
+  assert.equal(next.code, 0, next.stderr)
+  const marked = (await lakeRows(lake, `SELECT status, error, ended_at FROM lake.runs WHERE run_id = '${runId}'`))[0]!
+  assert.deepEqual([marked.status, marked.error], ['interrupted', gone])
+  assert.notEqual(marked.ended_at, null)
+  const after = parseJson(await runCli(['etl', 'history', '--lake', lake, '--stage', 'silver', '--json'])).runs
+  assert.deepEqual(after.map((r: Record<string, unknown>) => [r.runId, r.status]).slice(1), [[runId, 'interrupted']])
+  assert.equal(after[1].error, gone)
+  assert.deepEqual(parseJson(await runCli(['status', '--lake', lake, '--json'])).interrupted, [])
 })
