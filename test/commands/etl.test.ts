@@ -124,6 +124,19 @@ test('etl run / etl history: --json contracts, errors and exit codes, no progres
   assert.deepEqual([runs[6]!.rowsOut, runs[6]!.commits, runs[6]!.params], [18, silver.commits, silver.params])
   const goldOnly = parseJson<{runs: Array<Record<string, any>>}>(await runCli(['etl', 'history', '--stage', 'gold', '--limit', '2', '--lake', lake, '--json'])).runs
   assert.deepEqual(goldOnly.map((r) => r.runId), [runs[0]!.runId, runs[2]!.runId])
+  // A stage no run can have is a usage error naming the stages, not an empty table.
+  const badStage = await runCli(['etl', 'history', '--stage', 'bogus', '--lake', lake])
+  assert.equal(badStage.code, 2, badStage.stderr)
+  assert.equal(badStage.stdout, '')
+  assert.match(badStage.stderr.replace(/\s*›\s*/g, ' '), /Expected --stage=bogus to be one of: ingest, watch, silver, caption, gold, compact/)
+  const badStageJson = await runCli(['etl', 'history', '--stage', 'bogus', '--lake', lake, '--json'])
+  assert.equal(badStageJson.code, 2)
+  assert.deepEqual(parseJson(badStageJson).error, {
+    code: 'INVALID_ARGUMENTS',
+    message: 'Expected --stage=bogus to be one of: ingest, watch, silver, caption, gold, compact',
+    hint: 'mlcap etl history --help lists the flags and arguments',
+    exitCode: 2,
+  })
   const table = await runCli(['etl', 'history', '--lake', lake, '--limit', '3'])
   assert.equal(table.code, 0, table.stderr)
   assert.match(table.stdout, /run_id\s+stage\s+status/)

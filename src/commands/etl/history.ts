@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {LakeCommand} from '../../cli/lakeCommand.js'
 import {renderTable} from '../../cli/table.js'
 import {runHistory, RunRecord} from '../../lake/history.js'
+import {RUN_STAGES} from '../../lake/runs.js'
 
 export default class EtlHistory extends LakeCommand<typeof EtlHistory> {
   static override summary = 'Show recorded runs of every stage (lake.runs).'
@@ -13,7 +14,8 @@ export default class EtlHistory extends LakeCommand<typeof EtlHistory> {
   ]
 
   static override flags = {
-    stage: Flags.string({description: 'Only runs of this stage (ingest, silver, gold, caption, compact, …).'}),
+    // Every stage that records runs: a mistyped name is a usage error, not an empty table.
+    stage: Flags.string({description: 'Only runs of this stage.', options: [...RUN_STAGES]}),
     limit: Flags.integer({description: 'Newest runs to show.', default: 20, min: 1}),
   }
 
