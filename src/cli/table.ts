@@ -1,8 +1,9 @@
 /**
- * Renders rows as an aligned text table that fits the terminal: columns shrink from the
- * widest down, and cells that do not fit are cut with an ellipsis.
+ * Renders rows as an aligned text table. On a terminal it fits the width: columns shrink
+ * from the widest down, and cells that do not fit are cut with an ellipsis. Piped or
+ * redirected, nothing is cut: the values (run ids, paths) are there to be copied or parsed.
  */
-export function renderTable(columns: string[], rows: Array<Record<string, unknown>>, width = process.stdout.columns || 120): string {
+export function renderTable(columns: string[], rows: Array<Record<string, unknown>>, width = outputWidth()): string {
   const cells = rows.map((row) => columns.map((c) => cellText(row[c])))
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i].length)))
   const separator = 2
@@ -22,6 +23,11 @@ export function renderTable(columns: string[], rows: Array<Record<string, unknow
   const header = line(columns)
   const rule = widths.map((w) => '─'.repeat(w)).join(' '.repeat(separator))
   return [header, rule, ...cells.map(line)].join('\n')
+}
+
+/** The width tables fit: the terminal's, or unlimited when stdout is not a terminal. */
+function outputWidth(): number {
+  return process.stdout.isTTY ? process.stdout.columns || 120 : Number.POSITIVE_INFINITY
 }
 
 function cellText(value: unknown): string {

@@ -5,11 +5,12 @@
  */
 import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
 import {mkdirSync} from 'node:fs'
 import path from 'node:path'
 import {DuckDBInstance} from '@duckdb/node-api'
 
-import {parseJson, runCli, tempDir, writeImageFolder, type CliResult} from '../helpers/lakeFixtures.js'
+import {CLI, parseJson, runCli, tempDir, writeImageFolder, type CliResult} from '../helpers/lakeFixtures.js'
 
 let dir: string
 let cleanup: () => void
@@ -89,6 +90,24 @@ test('status --json has a pinned shape', async () => {
   assert.deepEqual([s.running, s.interrupted], [[], []])
   assert.ok(Array.isArray(s.pending))
   for (const p of s.pending) assert.deepEqual(Object.keys(p).sort(), ['description', 'items', 'stage'])
+})
+
+test('tables are cut to fit a terminal, and print full values when piped', async (t) => {
+  const sql = `select repeat('x', 200) as long, 'end' as short`
+  const piped = await runCli(['query', sql, '--lake', lake])
+  assert.equal(piped.code, 0, piped.stderr)
+  assert.equal(piped.stdout.split('\n')[2], `${'x'.repeat(200)}  end`)
+
+  // A terminal 80 columns wide, through util-linux script(1), which gives the CLI a pty.
+  if (process.platform !== 'linux' || spawnSync('script', ['--version']).status !== 0) return t.skip('no script(1) for a pseudo-terminal')
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+  const command = `stty cols 80; exec ${[process.execPath, CLI, 'query', sql, '--lake', lake].map(quote).join(' ')}`
+  const env = {...process.env, NO_COLOR: '1', FORCE_COLOR: '0', NODE_OPTIONS: ''}
+  const tty = spawnSync('script', ['-qec', command, '/dev/null'], {encoding: 'utf8', env, timeout: 60_000})
+  assert.equal(tty.status, 0, tty.stderr)
+  const lines = tty.stdout.split(/\r?\n/)
+  assert.ok(lines.slice(0, 3).every((l) => l.length <= 80), tty.stdout)
+  assert.match(lines[2]!, /^x+…  end$/)
 })
 
 test('query, gc --dry-run and gc through the CLI, with --json', async () => {
