@@ -2,7 +2,9 @@
  * bench/silver — `mlcap etl run silver` (normalization only: no captions in the lake)
  * against libvips's own CLI (`vipsthumbnail`, driven in parallel over the same cores: the
  * floor for the same resize) and a Python Pillow script doing the same work with a process
- * pool. Same photos (1–4 MP, one in ten with EXIF orientation 6), same run.
+ * pool. Same photos (1–4 MP, one in ten with EXIF orientation 6), same run. Also the floor
+ * inside Node (sharpFloor.mjs: decode, resize and encode only, through the same sharp), which
+ * bounds what mlcap can reach with this decoder.
  *
  *   npx tsx bench/silver.ts [--count 1000]
  */
@@ -32,13 +34,19 @@ export async function main(args: string[] = process.argv.slice(2)): Promise<void
   const pillowOut = freshDir('silver-pillow')
   const pillow = timeCommand('/usr/bin/python3', [path.join(ROOT, 'bench', 'pillow_normalize.py'), pillowOut, ...files])
 
+  const floorOut = freshDir('silver-sharp-floor')
+  const floor = timeCommand(process.execPath, [path.join(ROOT, 'bench', 'sharpFloor.mjs'), floorOut, ...files])
+
   const rate = (s: number) => `${(files.length / s).toFixed(1)} images/s`
   report(`normalize ${files.length} photos to ≤ 512 px JPEG q90`, [
     ['mlcap etl run silver', `${mlcap.seconds.toFixed(2)} s  ${rate(mlcap.seconds)}  peak RSS ${mlcap.maxRssMb.toFixed(0)} MB`],
     ['vipsthumbnail ×nproc', `${vips.seconds.toFixed(2)} s  ${rate(vips.seconds)}`],
     ['Pillow (process pool)', `${pillow.seconds.toFixed(2)} s  ${rate(pillow.seconds)}`],
+    ['sharp, resize+encode only', `${floor.seconds.toFixed(2)} s  ${rate(floor.seconds)}  (the floor with mlcap's decoder)`],
     ['mlcap / vipsthumbnail', `${(vips.seconds / mlcap.seconds).toFixed(2)}× its throughput (target ≥ 0.8×)`],
     ['mlcap / Pillow', `${(pillow.seconds / mlcap.seconds).toFixed(2)}× its throughput (target ≥ 2×)`],
+    ['sharp floor / Pillow', `${(pillow.seconds / floor.seconds).toFixed(2)}× (the most mlcap could reach with sharp)`],
+    ['mlcap / sharp floor', `${(floor.seconds / mlcap.seconds).toFixed(2)}× its throughput`],
   ])
 }
 
