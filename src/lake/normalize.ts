@@ -45,6 +45,7 @@
  */
 import sharp, {type Metadata, type OutputInfo} from 'sharp'
 import {invalidParameter} from './errors.js'
+import {HEIC_ADVICE, isHeic} from './heic.js'
 import {perceptualHashes} from './perceptualHash.js'
 
 export type NormalizeFormat = 'jpeg' | 'webp' | 'png'
@@ -93,7 +94,7 @@ export type OriginalImageInfo = {
   hasProfile: boolean
 }
 
-export type NormalizeRejectReason = 'undecodable' | 'too_small' | 'extreme_aspect_ratio' | 'too_many_pixels'
+export type NormalizeRejectReason = 'undecodable' | 'unsupported_codec' | 'too_small' | 'extreme_aspect_ratio' | 'too_many_pixels'
 
 export type NormalizeResult =
   | {
@@ -221,6 +222,10 @@ export async function normalizeImage(input: Buffer, options: Partial<NormalizeOp
       .raw()
       .toBuffer({resolveWithObject: true}))
   } catch (error) {
+    if (isHeic(meta)) {
+      // Not damage (see heic.ts): say what the file is and how to convert it. The original stays in bronze.
+      return rejected('unsupported_codec', `silver: image is HEIC (HEIF with HEVC compression, ${width}×${height}); ${HEIC_ADVICE} Then ingest the JPEGs.`, original)
+    }
     return rejected('undecodable', `silver: image (${meta.format}, ${width}×${height}) could not be decoded: ${describe(error)}. The file is truncated or corrupt; re-ingest it from its source.`, original)
   }
   if (info.channels !== 3) {

@@ -153,7 +153,7 @@ export const SILVER_IMAGES = defineTable({
   columns: [
     {name: 'sha256', type: 'VARCHAR', doc: 'the image (bronze.images.sha256)'},
     {name: 'status', type: 'VARCHAR', doc: "'ok' or 'rejected'"},
-    {name: 'reason', type: 'VARCHAR', doc: 'why rejected: undecodable, too_small, extreme_aspect_ratio, too_many_pixels, object_missing (the original was gone from the object store); null when ok'},
+    {name: 'reason', type: 'VARCHAR', doc: 'why rejected: undecodable, unsupported_codec (HEIC: no HEVC decoder in this build), too_small, extreme_aspect_ratio, too_many_pixels, object_missing (the original was gone from the object store); null when ok'},
     {name: 'message', type: 'VARCHAR', doc: 'what was wrong, in words; null when ok'},
     {name: 'format', type: 'VARCHAR', doc: 'format of the original'},
     {name: 'width', type: 'INTEGER', doc: 'original width after EXIF orientation'},

@@ -2,6 +2,7 @@
  * Encoded image bytes → upright 8-bit RGB pixels, the form Transformers.js' RawImage takes.
  */
 import sharp from 'sharp'
+import {HEIC_ADVICE, isHeic} from '../lake/heic.js'
 import {MODEL_ERROR_CODES, messageOf} from './errors.js'
 
 export interface RgbImage {
@@ -44,6 +45,10 @@ export async function decodeImage(input: Uint8Array): Promise<RgbImage> {
     }
     return {data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height}
   } catch (error) {
+    const meta = await sharp(input).metadata().catch(() => null)
+    if (meta && isHeic(meta)) {
+      throw new ImageDecodeError(`model: image is HEIC (HEIF with HEVC compression, ${meta.width}×${meta.height}); ${HEIC_ADVICE}`, {cause: error})
+    }
     throw new ImageDecodeError(`model: image of ${input.length} bytes could not be decoded (${messageOf(error)}); expected a valid raster image`, {
       cause: error,
     })

@@ -2,6 +2,7 @@ import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import sharp from 'sharp'
 import {DEFAULT_NORMALIZE_OPTIONS, normalizeImage, type NormalizeResult} from '../../src/lake/normalize.js'
+import {heicFile} from '../helpers/heicFile.js'
 
 type Ok = Extract<NormalizeResult, {status: 'ok'}>
 
@@ -233,6 +234,16 @@ test('rejects undecodable: truncated JPEG, garbage, empty, SVG', async () => {
   const svg = await normalizeImage(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><rect width="100" height="100"/></svg>'))
   rejectedWith(svg, 'undecodable')
   assert.match(svg.status === 'rejected' ? svg.message : '', /SVG/)
+})
+
+test('HEIC (HEVC) photos: rejected unsupported_codec, not "corrupt", with the size and how to convert them', async () => {
+  const heic = await normalizeImage(heicFile(4032, 3024))
+  rejectedWith(heic, 'unsupported_codec')
+  assert.ok(heic.status === 'rejected')
+  assert.match(heic.message, /^silver: image is HEIC \(HEIF with HEVC compression, 4032×3024\); this build of libvips \(from sharp\) has no HEVC decoder/)
+  assert.match(heic.message, /heif-convert photo\.heic photo\.jpg.*Then ingest the JPEGs\.$/)
+  assert.doesNotMatch(heic.message, /corrupt|truncated/)
+  assert.deepEqual([heic.original?.format, heic.original?.width, heic.original?.height], ['heif', 4032, 3024])
 })
 
 test('quality measures: flat vs textured vs blurred, brightness and contrast', async () => {

@@ -12,6 +12,7 @@ import {promisify} from 'node:util'
 import sharp from 'sharp'
 import {openCaptioner, type Captioner} from '../../src/model/captioner.js'
 import {decodeImage} from '../../src/model/decodeImage.js'
+import {heicFile} from '../helpers/heicFile.js'
 import {writeTinyCaptioner, writeTinyCaptionerCache} from '../helpers/tinyCaptioner.js'
 import {distinctImages, png, pngRotated90, tempDir} from './fixtures.js'
 
@@ -60,6 +61,14 @@ test('applies EXIF orientation before captioning', async () => {
   const [a, b, sideways] = await shared.caption([oriented, upright, await png(32, 16, 7)])
   assert.equal(captionOf(a!), captionOf(b!))
   assert.notEqual(captionOf(a!), captionOf(sideways!), 'the test image must caption differently when not rotated')
+})
+
+test('a HEIC (HEVC) photo is named as such, with how to convert it, not called undecodable bytes', async () => {
+  await assert.rejects(decodeImage(heicFile(4032, 3024)), (error: any) => {
+    assert.equal(error.code, 'IMAGE_DECODE_FAILED')
+    assert.match(error.message, /^model: image is HEIC \(HEIF with HEVC compression, 4032×3024\); this build of libvips .*heif-convert photo\.heic photo\.jpg/)
+    return true
+  })
 })
 
 test('a batch keeps input order, equals one-by-one captions, and isolates bad inputs', async () => {
