@@ -30,7 +30,7 @@ export interface GoldOptions extends StageOptions {
   filters?: Partial<GoldFilters>
   /** Hamming distance of pHashes at or below which two images are near-duplicates. */
   nearDuplicateDistance?: number
-  /** Keep one image per near-duplicate group (the sharpest); the others go to gold.excluded. */
+  /** Keep one image per near-duplicate group (the sharpest that passes the filters); the others go to gold.excluded. */
   dedupe?: boolean
   ratios?: SplitRatios
   /** Changes every split assignment; recorded with the run. */
@@ -91,7 +91,7 @@ export async function runGold(layout: LakeLayout, options: GoldOptions = {}): Pr
       if (!split) splitOfGroup.set(groupId, (split = assignSplit(groupId, ratios, seed)))
       return split
     }
-    const keeper = options.dedupe ? chooseKeepers(candidates, decided, groupOf) : null
+    const keeper = options.dedupe ? chooseKeepers(candidates, decided, groupOf, (c) => excludedBy(c, filters) === null && !conflicted.has(c.sha256)) : null
     const now = new Date().toISOString()
     let done = 0
     for (const c of candidates) {
@@ -169,7 +169,10 @@ async function goldInputs(
       ? []
       : ((
           await c.runAndReadAll(
-            `SELECT d.sha256, any_value(d.group_id) AS group_id, any_value(d.split) AS split, any_value(i.phash) AS phash,
+            // The group of an image's gold.pairs rows when it has any: an image gold had only
+            // excluded can join another group when a later caption gets it in (resolveGroups).
+            `SELECT d.sha256, coalesce(any_value(d.group_id) FILTER (WHERE d.included), any_value(d.group_id)) AS group_id,
+                    any_value(d.split) AS split, any_value(i.phash) AS phash,
                     bool_or(d.included) AS included
                FROM (SELECT sha256, group_id, split, true AS included FROM gold.pairs
                      UNION ALL SELECT sha256, group_id, NULL, false FROM gold.excluded) d
@@ -192,45 +195,65 @@ async function goldInputs(
 
 /**
  * Group ids for every image: a component that contains images gold already grouped keeps
- * the (smallest) existing group id, so earlier pairs never change group or split; a new
- * component is named after its smallest member.
+ * an existing group id, so earlier pairs never change group or split; a new component is
+ * named after its smallest member. The id new images join is the smallest group id of
+ * the component's images in gold.pairs (the group that has a split), and only without
+ * any the smallest of its images gold only excluded: a group of excluded images has no
+ * split yet, and joining it would give the new images that group's own hash split while
+ * the component's images in gold.pairs sit in another one — a chain of near-copies
+ * straddling splits. An image gold only excluded so far (filters, a conflict) is placed
+ * like a new one when a new caption of it is considered.
  *
  * A component whose earlier images gold put in different splits (a new image is a near
  * copy of images in train and in test, or links them through other new images) cannot take
  * its new images without a chain of near-copies straddling splits, and moving earlier images
- * would change splits users already trained on. Its new images are `conflicted`: excluded,
- * with why, until `etl run gold --full` regroups everything from content.
+ * would change splits users already trained on. Its images not in gold.pairs yet are
+ * `conflicted` — new ones, and ones gold excluded before that now have another caption —
+ * excluded with why, until `etl run gold --full` regroups everything from content.
  */
 function resolveGroups(components: Map<string, string>, decided: Decided[]): {groupOf: Map<string, string>; conflicted: Map<string, string>} {
-  const existing = new Map<string, string>() // component root → existing group id
+  const inGold = new Map<string, string>() // component root → smallest group id of its images in gold.pairs
+  const onlyExcluded = new Map<string, string>() // component root → smallest group id of its images gold only excluded
   const splits = new Map<string, Set<string>>() // component root → splits of its images in gold.pairs
   for (const d of decided) {
     const root = components.get(d.sha256) ?? d.sha256
-    const current = existing.get(root)
-    if (!current || d.group_id < current) existing.set(root, d.group_id)
+    const ids = d.split ? inGold : onlyExcluded
+    const current = ids.get(root)
+    if (!current || d.group_id < current) ids.set(root, d.group_id)
     if (d.split) splits.set(root, (splits.get(root) ?? new Set()).add(d.split))
   }
   const groupOf = new Map<string, string>()
-  for (const [sha256, root] of components) groupOf.set(sha256, existing.get(root) ?? root)
+  for (const [sha256, root] of components) groupOf.set(sha256, inGold.get(root) ?? onlyExcluded.get(root) ?? root)
   const conflicted = new Map<string, string>()
-  const decidedImages = new Set(decided.map((d) => d.sha256))
+  const inGoldImages = new Set(decided.filter((d) => d.split).map((d) => d.sha256))
   for (const [sha256, root] of components) {
     const rootSplits = splits.get(root)
-    if (decidedImages.has(sha256) || !rootSplits || rootSplits.size < 2) continue
+    if (inGoldImages.has(sha256) || !rootSplits || rootSplits.size < 2) continue
     conflicted.set(sha256, `near-duplicate of images gold already holds in ${[...rootSplits].sort().join(' and ')}; etl run gold --full regroups`)
   }
-  for (const d of decided) groupOf.set(d.sha256, d.group_id) // earlier decisions stand
+  for (const d of decided) if (d.split) groupOf.set(d.sha256, d.group_id) // earlier pairs stand: an image in gold.pairs keeps its group and split
   return {groupOf, conflicted}
 }
 
-/** With dedupe: the one image each group keeps — one already in gold (the smallest sha256: `decided` is in sha256 order), else the sharpest new one. */
-function chooseKeepers(candidates: Candidate[], decided: Decided[], groupOf: Map<string, string>): Map<string, string> {
+/**
+ * With dedupe: the one image each group keeps — one already in gold (the smallest sha256:
+ * `decided` is in sha256 order), else the sharpest new one that can enter gold (`eligible`:
+ * a pair of it passes the filters). Choosing among all images would let a sharp image that
+ * the filters exclude anyway (too small, captions too short) push every other image of its
+ * group out as near_duplicate, leaving the group with nothing in gold.
+ */
+function chooseKeepers(
+  candidates: Candidate[],
+  decided: Decided[],
+  groupOf: Map<string, string>,
+  eligible: (c: Candidate) => boolean,
+): Map<string, string> {
   const keeper = new Map<string, string>()
   for (const d of decided) if (d.included && !keeper.has(d.group_id)) keeper.set(d.group_id, d.sha256)
   const best = new Map<string, Candidate>()
   for (const c of candidates) {
     const g = groupOf.get(c.sha256) ?? c.sha256
-    if (keeper.has(g)) continue
+    if (keeper.has(g) || !eligible(c)) continue
     const b = best.get(g)
     if (!b || c.sharpness > b.sharpness || (c.sharpness === b.sharpness && c.sha256 < b.sha256)) best.set(g, c)
   }

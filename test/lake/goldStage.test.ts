@@ -231,9 +231,11 @@ test('gold after silver --full: pairs that no longer match silver (rejected, or 
   assert.equal(await pendingGold(), 0)
 })
 
-test('gold: a new image that is a near-duplicate of images already in two splits is excluded (near_duplicate_conflict), so no chain straddles splits; --full regroups', async (t) => {
-  const {dir, cleanup} = tempDir('mlcap-gold-bridge-')
-  t.after(cleanup)
+/**
+ * Three blends of two pictures: `middle` is within `threshold` of `first` and of `last`,
+ * which are not within it of each other (a bridge between two near-duplicate groups).
+ */
+async function bridge(dir: string): Promise<{first: Fixture; middle: Fixture; last: Fixture; threshold: number}> {
   // Blends of two pictures in 9 steps: neighbours are near-duplicates, the ends are not.
   const [a, b] = [await blobImage(3), await blobImage(4)]
   const blends: Fixture[] = []
@@ -243,8 +245,8 @@ test('gold: a new image that is a near-duplicate of images already in two splits
   }
   // Measure their pHashes once, in a probe lake, to pick ends and a middle for some threshold.
   const probe = new LakeLayout(path.join(dir, 'probe'))
-  write(path.join(dir, 'all'), blends)
-  await ingest(probe, [path.join(dir, 'all')])
+  write(path.join(dir, 'blends'), blends)
+  await ingest(probe, [path.join(dir, 'blends')])
   await runSilver(probe, {concurrency: 2})
   const phash = new Map((await lakeRows(probe.root, 'SELECT sha256, phash FROM silver.images')).map((r) => [r.sha256, BigInt(`0x${r.phash}`)]))
   const dist = (x: Fixture, y: Fixture) => hammingDistance(phash.get(sha256(x.bytes))!, phash.get(sha256(y.bytes))!)
@@ -258,7 +260,13 @@ test('gold: a new image that is a near-duplicate of images already in two splits
     }
   }
   assert.ok(pick, 'some blend is within a threshold of two blends that are not within it of each other')
-  const {first, middle, last, threshold} = pick
+  return pick
+}
+
+test('gold: a new image that is a near-duplicate of images already in two splits is excluded (near_duplicate_conflict), so no chain straddles splits; --full regroups', async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-gold-bridge-')
+  t.after(cleanup)
+  const {first, middle, last, threshold} = await bridge(dir)
   // A seed that puts the two ends in different splits (each is its own group, named after itself).
   const ratios = {train: 0.5, val: 0.5, test: 0}
   const seed = Array.from({length: 64}, (_, i) => `seed-${i}`).find((s) => assignSplit(sha256(first.bytes), ratios, s) !== assignSplit(sha256(last.bytes), ratios, s))!
@@ -280,8 +288,70 @@ test('gold: a new image that is a near-duplicate of images already in two splits
   assert.match(excluded[0].detail, /near-duplicate of images gold already holds in train and val; etl run gold --full regroups/)
   assert.equal(await lakeCount(layout.root, 'SELECT count(*) FROM gold.pairs'), 2)
 
+  // Another caption of the middle image, found later: it is still a near-duplicate of both
+  // ends, so it stays out too (it used to enter gold in one end's split, beside the other).
+  write(path.join(dir, 'middle-again'), [{...middle, caption: 'the same middle blend, captioned again'}])
+  await ingest(layout, [path.join(dir, 'middle-again')])
+  const recaptioned = await etl(layout, options)
+  assert.deepEqual([recaptioned.rowsIn, recaptioned.rejects], [1, {near_duplicate_conflict: 1}])
+  assert.equal(await lakeCount(layout.root, 'SELECT count(*) FROM gold.pairs'), 2, 'only the ends are in gold')
+
   const full = await runGold(layout, {...options, full: true})
   assert.equal(full.status, 'succeeded')
   const regrouped = await lakeRows(layout.root, 'SELECT count(*) AS n, count(DISTINCT split) AS splits, count(DISTINCT group_id) AS groups FROM gold.pairs')
-  assert.deepEqual(regrouped.map((r) => [Number(r.n), Number(r.splits), Number(r.groups)]), [[3, 1, 1]], 'one group, one split')
+  assert.deepEqual(regrouped.map((r) => [Number(r.n), Number(r.splits), Number(r.groups)]), [[4, 1, 1]], 'one group, one split')
+})
+
+test('gold: a new image bridging a group gold only excluded and a group in gold.pairs takes the split of the one in gold.pairs', async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-gold-bridge-excluded-')
+  t.after(cleanup)
+  const {first, middle, last, threshold} = await bridge(dir)
+  // The end with the smaller sha256 gets a caption too short for gold: its group has no split,
+  // but its id is the smaller one of the two groups the middle image joins.
+  const [excludedEnd, includedEnd] = [first, last].sort((x, y) => (sha256(x.bytes) < sha256(y.bytes) ? -1 : 1)) as [Fixture, Fixture]
+  const ratios = {train: 0.5, val: 0.5, test: 0}
+  const seed = Array.from({length: 64}, (_, i) => `seed-${i}`).find((s) => assignSplit(sha256(excludedEnd.bytes), ratios, s) !== assignSplit(sha256(includedEnd.bytes), ratios, s))!
+  const options = {nearDuplicateDistance: threshold, ratios, splitSeed: seed, filters: {minWords: 2}}
+
+  const layout = new LakeLayout(path.join(dir, 'lake'))
+  write(path.join(dir, 'ends'), [{...excludedEnd, caption: 'blobs'}, includedEnd])
+  await ingest(layout, [path.join(dir, 'ends')])
+  assert.deepEqual((await etl(layout, options)).rejects, {min_words: 1})
+  const endSplit = (await lakeRows(layout.root, 'SELECT split FROM gold.pairs'))[0]!.split
+
+  write(path.join(dir, 'middle'), [middle])
+  await ingest(layout, [path.join(dir, 'middle')])
+  const bridged = await etl(layout, options)
+  assert.deepEqual([bridged.rowsIn, bridged.rejects], [1, {}])
+  const joined = (await lakeRows(layout.root, `SELECT split, group_id FROM gold.pairs WHERE sha256 = '${sha256(middle.bytes)}'`))[0]!
+  assert.deepEqual([joined.split, joined.group_id], [endSplit, sha256(includedEnd.bytes)], 'the middle image joins its near-duplicate in gold.pairs, in its split')
+
+  // A caption long enough for the excluded end, later: it joins the same group and split.
+  write(path.join(dir, 'end-again'), [{...excludedEnd, caption: 'the excluded end, captioned properly'}])
+  await ingest(layout, [path.join(dir, 'end-again')])
+  assert.deepEqual((await etl(layout, options)).added, {'gold.pairs': 1})
+  const rows = await lakeRows(layout.root, 'SELECT DISTINCT split, group_id FROM gold.pairs')
+  assert.deepEqual(rows.map((r) => [r.split, r.group_id]), [[endSplit, sha256(includedEnd.bytes)]], 'three near-copies, one group, one split')
+  await assertNoGroupStraddles(layout.root)
+})
+
+test('gold --dedupe keeps the sharpest image of a group that passes the filters', async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-gold-dedupe-')
+  t.after(cleanup)
+  // The same picture at two sizes: the smaller derivative is the sharper one.
+  const large: Fixture = {rel: 'large.png', bytes: await blobImage(5, {width: 200, height: 150}), caption: 'a large picture of blobs'}
+  const small: Fixture = {rel: 'small.png', bytes: await blobImage(5, {width: 120, height: 90}), caption: 'a small picture of blobs'}
+  const layout = new LakeLayout(path.join(dir, 'lake'))
+  write(path.join(dir, 'in'), [large, small])
+  await ingest(layout, [path.join(dir, 'in')])
+  await etl(layout, {dedupe: true})
+  const sharpness = new Map((await lakeRows(layout.root, 'SELECT sha256, sharpness FROM silver.images')).map((r) => [r.sha256, Number(r.sharpness)]))
+  assert.ok(sharpness.get(sha256(small.bytes))! > sharpness.get(sha256(large.bytes))!, 'the fixture: the small one is sharper')
+  const kept = async () => (await lakeRows(layout.root, 'SELECT sha256 FROM gold.pairs')).map((r) => r.sha256)
+  assert.deepEqual(await kept(), [sha256(small.bytes)], 'the sharpest is kept')
+
+  // The sharpest is too small for --gold-min-side 100: the large one is kept, not neither.
+  const rebuilt = await runGold(layout, {dedupe: true, full: true, filters: {minSide: 100}})
+  assert.deepEqual(rebuilt.rejects, {min_side: 1})
+  assert.deepEqual(await kept(), [sha256(large.bytes)])
 })
