@@ -191,7 +191,7 @@ export const SILVER_CAPTIONS = defineTable({
     {name: 'source', type: 'VARCHAR', doc: "'human' or 'model'"},
     {name: 'source_kind', type: 'VARCHAR', doc: "for human captions the bronze source kind (sidecar, jsonl, csv, coco); 'model' otherwise"},
     {name: 'source_file', type: 'VARCHAR', doc: 'file the human caption came from'},
-    {name: 'bronze_caption_id', type: 'VARCHAR', doc: 'first bronze caption that produced this row (all: silver.caption_sources)'},
+    {name: 'bronze_caption_id', type: 'VARCHAR', doc: 'first bronze caption that produced this row, in the order bronze committed them; raw_text, source_kind and source_file are its (all: silver.caption_sources)'},
     {name: 'model_id', type: 'VARCHAR', doc: 'model that wrote the caption (model captions only)'},
     {name: 'model_revision', type: 'VARCHAR', doc: 'model revision or content hash of its weights'},
     {name: 'model_dtype', type: 'VARCHAR', doc: 'weights precision (fp32, q8, …)'},

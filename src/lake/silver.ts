@@ -100,7 +100,13 @@ interface BronzeCaption {
   source_file: string
 }
 
-/** Images and captions in bronze that silver has not processed (all of them with `full`). */
+/**
+ * Images and captions in bronze that silver has not processed (all of them with `full`).
+ * Captions come in the order bronze committed them: when several clean to one silver
+ * caption, the first one processed gives the row its provenance (bronze_caption_id,
+ * raw_text, source_kind, source_file), and in commit order that is the earliest found,
+ * the same on incremental runs (which see bronze in commit order) and on a --full rebuild.
+ */
 export async function pendingSilverWork(
   layout: LakeLayout,
   full: boolean,
@@ -120,7 +126,7 @@ export async function pendingSilverWork(
       await c.runAndReadAll(
         `SELECT caption_id, sha256, text, source_kind, source_file FROM bronze.captions b
          ${full ? '' : `WHERE ${NEW_BRONZE_CAPTION}`}
-         ORDER BY sha256, caption_id`,
+         ORDER BY commit_id, caption_id`,
       )
     ).getRowObjectsJson() as unknown as BronzeCaption[]
     return {images, captions}

@@ -232,3 +232,37 @@ test('silver through the stage: orientation, odd formats, rejects with reasons, 
     'a rejected caption is not even a gold candidate',
   )
 })
+
+test('silver: a caption found again in another file keeps the provenance of the first one found, on incremental runs and on --full alike', async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-silver-firstfound-')
+  t.after(cleanup)
+  const image = await noisy(64, 48, 11).png().toBuffer()
+  // The same caption twice, differing only in whitespace: one silver caption, two bronze ones.
+  const sidecar = path.join(dir, 'sidecar')
+  mkdirSync(sidecar)
+  writeFileSync(path.join(sidecar, 'x.png'), image)
+  writeFileSync(path.join(sidecar, 'x.txt'), 'A dog on the beach')
+  const manifest = path.join(dir, 'manifest')
+  mkdirSync(manifest)
+  writeFileSync(path.join(manifest, 'x.png'), image)
+  writeFileSync(path.join(manifest, 'metadata.jsonl'), `${JSON.stringify({file_name: 'x.png', text: '  A  dog on the\u00a0beach '})}\n`)
+  const rows = (lake: string) =>
+    lakeRows(lake, `SELECT * EXCLUDE (run_id, commit_id, created_at) FROM silver.captions ORDER BY caption_id`)
+  // Both orders of arrival: in one of them the caption found second has the smaller bronze id.
+  for (const [first, second] of [
+    [sidecar, manifest],
+    [manifest, sidecar],
+  ]) {
+    const layout = new LakeLayout(path.join(dir, `lake-${path.basename(first)}`))
+    await ingest(layout, [first])
+    await runSilver(layout, {concurrency: 2})
+    await ingest(layout, [second])
+    await runSilver(layout, {concurrency: 2})
+    const incremental = await rows(layout.root)
+    assert.equal(incremental.length, 1)
+    assert.equal(incremental[0]!.source_file, path.join(first, path.basename(first) === 'sidecar' ? 'x.txt' : 'metadata.jsonl'), 'the first file found')
+    assert.equal(await lakeCount(layout.root, 'SELECT count(*) FROM silver.caption_sources'), 2, 'both bronze captions in the lineage')
+    await runSilver(layout, {concurrency: 2, full: true})
+    assert.deepEqual(await rows(layout.root), incremental, `--full after ${path.basename(first)} first`)
+  }
+})
