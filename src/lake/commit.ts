@@ -1,9 +1,10 @@
-import {DuckDBConnection, quotedIdentifier, quotedString} from '@duckdb/node-api'
+import {DuckDBConnection, listValue, quotedIdentifier, quotedString} from '@duckdb/node-api'
 import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, renameSync, statSync, utimesSync} from 'node:fs'
 import path from 'node:path'
 
 import {CatalogOptions, withCatalog} from './catalog.js'
+import {MlcapError} from './errors.js'
 import {LakeLayout} from './layout.js'
 import {getTable, stagedColumns, TableDef} from './schema.js'
 import {StagedBatch} from './staging.js'
@@ -19,6 +20,25 @@ export interface CommitOptions extends CatalogOptions {
    * at once. Retired files move to `_retired/` (gc deletes them later).
    */
   replaceTables?: readonly string[]
+  /**
+   * Commit only if no other run committed to these tables after `commitId` (the snapshot
+   * the caller decided from); otherwise nothing is committed and LAKE_CONFLICT is thrown.
+   * For stages whose rows depend on what their own tables already hold (gold's groups and
+   * splits): the key anti-join keeps rows unique, but cannot tell that a row was decided
+   * against a state of the table another writer has changed since. Compactions do not
+   * count (they change files, not rows).
+   */
+  unchangedSince?: {commitId: number; tables: readonly string[]}
+}
+
+/** A commit refused because another run changed the tables it was decided from (see CommitOptions.unchangedSince). */
+export class CommitConflictError extends MlcapError {
+  constructor(message: string) {
+    super('LAKE_CONFLICT', message, {
+      hint: 'Another process committed the same stage meanwhile. Run the command again; it starts from the new state.',
+    })
+    this.name = 'CommitConflictError'
+  }
 }
 
 export interface CommitResult {
@@ -68,6 +88,7 @@ export async function commitBatch(layout: LakeLayout, batch: StagedBatch, option
     async (connection) => {
       await connection.run('BEGIN TRANSACTION')
       try {
+        if (options.unchangedSince) await assertUnchangedSince(connection, options.unchangedSince, options.runId)
         const id = await nextCommitId(connection)
         let changed = false
         for (const tableId of options.replaceTables ?? []) {
@@ -105,6 +126,26 @@ export async function commitBatch(layout: LakeLayout, batch: StagedBatch, option
   retireFiles(layout, retired)
   batch.discard()
   return {commitId, added, staged}
+}
+
+/** Inside the committing transaction: throws CommitConflictError if another run committed to `tables` after `commitId`. */
+async function assertUnchangedSince(connection: DuckDBConnection, since: {commitId: number; tables: readonly string[]}, runId: string): Promise<void> {
+  const rows = (
+    await connection.runAndReadAll(
+      `SELECT c.commit_id, c.run_id FROM commits c
+        WHERE c.commit_id > $since AND c.run_id IS DISTINCT FROM $run AND c.operation <> 'compact'
+          AND EXISTS (SELECT 1 FROM files f WHERE list_contains($tables, f.table_name)
+                        AND (f.added_commit = c.commit_id OR f.removed_commit = c.commit_id))
+        ORDER BY c.commit_id LIMIT 1`,
+      {since: since.commitId, run: runId, tables: listValue([...since.tables])},
+    )
+  ).getRows()
+  if (rows.length > 0) {
+    const [commitId, other] = rows[0]
+    throw new CommitConflictError(
+      `lake: ${since.tables.join(', ')} changed after commit ${since.commitId} (commit ${commitId} of run ${other}), which this run decided from; nothing was committed`,
+    )
+  }
 }
 
 /** The id the next commit takes (inside the committing transaction). */

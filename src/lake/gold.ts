@@ -1,3 +1,4 @@
+import {CommitConflictError} from './commit.js'
 import {LakeLayout} from './layout.js'
 import {DEFAULT_NEAR_DUPLICATE_DISTANCE, hexToHash} from './perceptualHash.js'
 import {groupNearDuplicates} from './nearDuplicates.js'
@@ -62,6 +63,31 @@ interface Candidate {
  * near-duplicate of one already in gold joins that image's group and split.
  */
 export async function runGold(layout: LakeLayout, options: GoldOptions = {}): Promise<StageSummary> {
+  // An incremental run decides new pairs' groups and splits from the gold it read; if another
+  // gold run commits in between, its commit is refused (CommitConflictError) and the run
+  // starts over from the new gold, so near-duplicates never end in two groups (or splits).
+  const earlier = {commits: [] as number[], added: {} as Record<string, number>}
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const summary = await runGoldOnce(layout, options, earlier)
+      // Batches an earlier attempt committed before its conflict are part of this command's work.
+      for (const [table, n] of Object.entries(earlier.added)) summary.added[table] = (summary.added[table] ?? 0) + n
+      summary.commits.unshift(...earlier.commits)
+      return summary
+    } catch (error) {
+      if (!(error instanceof CommitConflictError) || attempt >= GOLD_ATTEMPTS || options.signal?.aborted) throw error
+    }
+  }
+}
+
+/** Attempts of an incremental gold run whose commit another gold run's commit made stale. */
+const GOLD_ATTEMPTS = 5
+
+async function runGoldOnce(
+  layout: LakeLayout,
+  options: GoldOptions,
+  earlier: {commits: number[]; added: Record<string, number>},
+): Promise<StageSummary> {
   // No ensureCatalog: a stage reads an existing lake (LAKE_NOT_FOUND otherwise), it never creates one.
   const filters: GoldFilters = {...DEFAULT_GOLD_FILTERS, ...options.filters}
   const distance = options.nearDuplicateDistance ?? DEFAULT_NEAR_DUPLICATE_DISTANCE
@@ -73,6 +99,8 @@ export async function runGold(layout: LakeLayout, options: GoldOptions = {}): Pr
     ...(stalePairs > 0 ? {rebuilt_because: `${stalePairs} gold pairs no longer matched silver (silver was rebuilt)`} : {}),
   }
   const stage = await StageRun.begin(layout, 'gold', params, options, full ? [GOLD_PAIRS.id, GOLD_EXCLUDED.id] : [])
+  // A rebuild replaces gold whole and needs no guard; an incremental run builds on what it read.
+  if (!full) stage.unchangedSince = {commitId: inputCommit, tables: [GOLD_PAIRS.id, GOLD_EXCLUDED.id]}
   try {
     // Near-duplicate groups over the new images and the images gold already holds.
     const hashes = new Map<string, bigint>()
@@ -128,6 +156,10 @@ export async function runGold(layout: LakeLayout, options: GoldOptions = {}): Pr
     }
     return await stage.finish(done)
   } catch (error) {
+    if (error instanceof CommitConflictError) {
+      earlier.commits.push(...stage.commits)
+      for (const [table, n] of Object.entries(stage.added)) earlier.added[table] = (earlier.added[table] ?? 0) + n
+    }
     return stage.fail(error)
   }
 }

@@ -38,6 +38,8 @@ export class StageRun {
   readonly added: Record<string, number> = {}
   readonly rejects: Record<string, number> = {}
   private replaceTables: readonly string[]
+  /** Passed to every commit of this run (CommitOptions.unchangedSince). */
+  unchangedSince?: {commitId: number; tables: readonly string[]}
 
   private constructor(
     readonly layout: LakeLayout,
@@ -85,6 +87,7 @@ export class StageRun {
       operation: this.run.stage,
       runId: this.run.runId,
       replaceTables: this.replaceTables,
+      unchangedSince: this.unchangedSince,
       lockTimeoutMs: this.options.lockTimeoutMs,
     })
     this.replaceTables = []
