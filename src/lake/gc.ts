@@ -1,5 +1,6 @@
 import {DuckDBConnection, quotedIdentifier, quotedString} from '@duckdb/node-api'
-import {existsSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
+import {randomBytes} from 'node:crypto'
+import {existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -80,21 +81,71 @@ export async function collectGarbage(layout: LakeLayout, options: GcOptions = {}
       }
       const referenced = await referencedObjects(connection, layout, live)
       const protectedFrom = await liveWritersSince(connection)
+      const keep = (mtimeMs: number) => now - mtimeMs < minAgeMs || mtimeMs >= protectedFrom
       for (const shard of safeList(layout.objectsDir)) {
         const dir = path.join(layout.objectsDir, shard)
         for (const name of safeList(dir)) {
           const file = path.join(dir, name)
+          if (!dryRun && restoreAside(dir, name)) continue // a gc killed mid-removal set it aside
           if (referenced.has(name)) continue
           const stat = statSync(file, {throwIfNoEntry: false})
-          if (!stat || now - stat.mtimeMs < minAgeMs || stat.mtimeMs >= protectedFrom) continue
-          removed.push({path: file, kind: name.startsWith('.tmp-') ? 'temporary_object' : 'unreferenced_object', bytes: stat.size})
+          if (!stat || keep(stat.mtimeMs)) continue
+          const temporary = name.startsWith('.tmp-') || name.startsWith(ASIDE_PREFIX)
+          removed.push({path: file, kind: temporary ? 'temporary_object' : 'unreferenced_object', bytes: stat.size})
         }
       }
-      if (!dryRun) for (const item of removed) rmSync(item.path, {recursive: true, force: true})
-      return {dryRun, removed, bytes: removed.reduce((sum, item) => sum + item.bytes, 0), rolledForward}
+      if (dryRun) return {dryRun, removed, bytes: removed.reduce((sum, item) => sum + item.bytes, 0), rolledForward}
+      const gone: GcItem[] = []
+      for (const item of removed) {
+        if (item.kind === 'unreferenced_object') {
+          if (removeObject(item.path, keep)) gone.push(item)
+          continue
+        }
+        rmSync(item.path, {recursive: true, force: true})
+        gone.push(item)
+      }
+      return {dryRun, removed: gone, bytes: gone.reduce((sum, item) => sum + item.bytes, 0), rolledForward}
     },
     options,
   )
+}
+
+/** An object gc has set aside to remove: `.gc-<sha256>-<random>` beside it. */
+const ASIDE_PREFIX = '.gc-'
+
+/**
+ * Removes an unreferenced object unless a writer stored it again after gc judged it. A writer
+ * reusing an object that holds the right bytes only refreshes its age (putObject) and then
+ * commits rows naming it, so judging the age and removing the file are two steps a writer can
+ * fall between. The object is therefore renamed aside first (a writer coming later finds it
+ * gone and writes it anew), its age is read again, and only then is it deleted — or put back
+ * when a writer refreshed it in between. Returns whether it was removed.
+ */
+function removeObject(file: string, keep: (mtimeMs: number) => boolean): boolean {
+  const aside = path.join(path.dirname(file), `${ASIDE_PREFIX}${path.basename(file)}-${randomBytes(4).toString('hex')}`)
+  try {
+    renameSync(file, aside)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw error
+  }
+  const stat = statSync(aside)
+  if (!keep(stat.mtimeMs)) {
+    rmSync(aside, {force: true})
+    return true
+  }
+  renameSync(aside, file) // a writer rewrote it meanwhile? Same name, same bytes: either copy will do
+  return false
+}
+
+/** Puts back an object a gc killed between setting it aside and deciding; true if `name` was such a leftover. */
+function restoreAside(dir: string, name: string): boolean {
+  const match = /^\.gc-([0-9a-f]{64})-[0-9a-f]+$/.exec(name) // ASIDE_PREFIX + sha256 + random
+  if (!match) return false
+  const file = path.join(dir, match[1])
+  if (existsSync(file)) return false // the object is there (written again): the copy aside is debris
+  renameSync(path.join(dir, name), file)
+  return true
 }
 
 /** Another host's run still marked running after this long is taken for dead (its pid cannot be checked from here). */
