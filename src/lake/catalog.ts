@@ -73,6 +73,31 @@ export async function retryOnLock<T>(what: string, attempt: () => Promise<T>, op
   }
 }
 
+/**
+ * DuckDB's lock on a database file is a POSIX record lock, and those belong to the process:
+ * a second DuckDB instance in the same process opens the catalog while the first holds it,
+ * and closing (or DETACHing) either one drops the process's lock while the other is still
+ * writing. Another process can then open the catalog too, and two writers corrupt it (seen
+ * with `watch`, whose batches, compactions and stages run side by side: "WAL cannot contain
+ * more than one checkpoint marker", then every command failed). So within a process, uses of
+ * one catalog file take turns: `work` runs once every earlier use of `file` has finished.
+ */
+const catalogTurns = new Map<string, Promise<void>>()
+
+export async function oneAtATimeInProcess<T>(file: string, work: () => Promise<T>): Promise<T> {
+  const previous = catalogTurns.get(file) ?? Promise.resolve()
+  let done!: () => void
+  const turn = previous.then(() => new Promise<void>((resolve) => (done = resolve)))
+  catalogTurns.set(file, turn)
+  await previous
+  try {
+    return await work()
+  } finally {
+    done()
+    if (catalogTurns.get(file) === turn) catalogTurns.delete(file)
+  }
+}
+
 /** Opens a DuckDB database file, waiting while another process holds its lock. */
 export function openWithRetry(file: string, options: CatalogOptions = {}): Promise<DuckDBInstance> {
   return retryOnLock(`the catalog ${file}`, () => DuckDBInstance.create(file), options)
@@ -94,22 +119,30 @@ export async function withCatalog<T>(
   options: CatalogOptions = {},
 ): Promise<T> {
   assertLakeExists(layout)
-  const instance = await openWithRetry(layout.catalogPath, options)
-  let connection: DuckDBConnection | undefined
-  try {
-    connection = await instance.connect()
-    await checkCatalogFormat(connection, layout)
-    return await work(connection)
-  } finally {
-    connection?.closeSync()
-    instance.closeSync()
-  }
+  return oneAtATimeInProcess(layout.catalogPath, async () => {
+    const instance = await openWithRetry(layout.catalogPath, options)
+    let connection: DuckDBConnection | undefined
+    try {
+      connection = await instance.connect()
+      await checkCatalogFormat(connection, layout)
+      return await work(connection)
+    } finally {
+      connection?.closeSync()
+      instance.closeSync()
+    }
+  })
 }
 
 /** Creates the lake folder and catalog if missing; refuses catalogs written by a newer mlcap. */
 export async function ensureCatalog(layout: LakeLayout, options: CatalogOptions = {}): Promise<void> {
   mkdirSync(layout.root, {recursive: true})
   if (!existsSync(layout.catalogPath)) await createCatalog(layout)
+  await oneAtATimeInProcess(layout.catalogPath, () => upgradeCatalog(layout, options))
+  mkdirSync(layout.objectsDir, {recursive: true})
+  mkdirSync(layout.stagingDir, {recursive: true})
+}
+
+async function upgradeCatalog(layout: LakeLayout, options: CatalogOptions): Promise<void> {
   const instance = await openWithRetry(layout.catalogPath, options)
   const connection = await instance.connect()
   try {
@@ -127,8 +160,6 @@ export async function ensureCatalog(layout: LakeLayout, options: CatalogOptions 
     connection.closeSync()
     instance.closeSync()
   }
-  mkdirSync(layout.objectsDir, {recursive: true})
-  mkdirSync(layout.stagingDir, {recursive: true})
 }
 
 /**

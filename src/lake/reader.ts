@@ -2,7 +2,7 @@ import {DuckDBConnection, DuckDBInstance, listValue, quotedIdentifier, quotedStr
 import {existsSync, readdirSync} from 'node:fs'
 import path from 'node:path'
 
-import {assertLakeExists, CatalogOptions, checkCatalogFormat, retryOnLock} from './catalog.js'
+import {assertLakeExists, CatalogOptions, checkCatalogFormat, oneAtATimeInProcess, retryOnLock} from './catalog.js'
 import {MlcapError} from './errors.js'
 import {LakeLayout} from './layout.js'
 import {promote, retireFiles} from './commit.js'
@@ -68,7 +68,9 @@ async function readCatalog(layout: LakeLayout, connection: DuckDBConnection, opt
   // A compaction that commits between our read of the file list and the check below moves
   // files out of the table folders: read the list again rather than report corruption.
   for (let attempt = 1; ; attempt++) {
-    const rows = await retryOnLock(
+    // ATTACH … DETACH takes and drops the process's lock on the catalog: not while another
+    // use in this process holds it (oneAtATimeInProcess).
+    const rows = await oneAtATimeInProcess(layout.catalogPath, () => retryOnLock(
       `the catalog ${layout.catalogPath}`,
       async () => {
         await connection.run(`ATTACH ${quotedString(layout.catalogPath)} AS catalog`)
@@ -93,7 +95,7 @@ async function readCatalog(layout: LakeLayout, connection: DuckDBConnection, opt
         }
       },
       options,
-    )
+    ))
     const files = new Map<string, string[]>()
     try {
       for (const [table, file, staged] of rows) {
