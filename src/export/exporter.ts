@@ -135,27 +135,36 @@ function abortError(signal: AbortSignal, written: number, outDir: string): Mlcap
 /** This host, as it appears in staging folder names (a hash: host names may hold dashes). */
 const HOST_TAG = sha256Hex(hostname()).slice(0, 8)
 
-function stagingPath(outDir: string): string {
-  return `${outDir}.partial-${HOST_TAG}-${process.pid}-${randomBytes(6).toString('hex')}`
+/** A sibling of `outDir` owned by this process: `<outDir>.<kind>-<host>-<pid>-<random>`. */
+function siblingPath(outDir: string, kind: 'partial' | 'old'): string {
+  return `${outDir}.${kind}-${HOST_TAG}-${process.pid}-${randomBytes(6).toString('hex')}`
 }
 
 /**
- * Removes staging folders that earlier exports to `outDir` on this host left when they were
- * killed (their process is gone). Folders of live exports and of other hosts are kept.
+ * Tidies what earlier exports to `outDir` on this host left when they were killed (their
+ * process is gone; folders of live exports and of other hosts are kept). A staging folder
+ * (`.partial-`) is removed. A replaced export (`.old-`) is put back when the kill came
+ * between the two renames of an --overwrite, so the folder is never left without its export;
+ * otherwise it is removed.
  */
 async function removeAbandonedStaging(outDir: string): Promise<void> {
-  const prefix = `${basename(outDir)}.partial-`
   let names: string[]
   try {
     names = await readdir(dirname(outDir))
   } catch {
     return // no parent folder yet: nothing was left there
   }
-  for (const name of names) {
-    const owner = name.startsWith(prefix) ? /^([0-9a-f]{8})-(\d+)-[0-9a-f]{12}$/.exec(name.slice(prefix.length)) : null
-    if (owner === null || owner[1] !== HOST_TAG || processAlive(Number(owner[2]))) continue
-    await rm(join(dirname(outDir), name), {recursive: true, force: true})
+  const abandoned = (kind: 'partial' | 'old') =>
+    names.filter((name) => {
+      const prefix = `${basename(outDir)}.${kind}-`
+      const owner = name.startsWith(prefix) ? /^([0-9a-f]{8})-(\d+)-[0-9a-f]{12}$/.exec(name.slice(prefix.length)) : null
+      return owner !== null && owner[1] === HOST_TAG && !processAlive(Number(owner[2]))
+    })
+  for (const name of abandoned('old')) {
+    if ((await folderState(outDir)) === 'absent') await rename(join(dirname(outDir), name), outDir)
+    else await rm(join(dirname(outDir), name), {recursive: true, force: true})
   }
+  for (const name of abandoned('partial')) await rm(join(dirname(outDir), name), {recursive: true, force: true})
 }
 
 /** Moves the finished staging folder into place; replaces an earlier export only when allowed. */
@@ -166,7 +175,7 @@ async function publish(staging: string, outDir: string, overwrite: boolean): Pro
     return false
   }
   if (state === 'other' || !overwrite) throw refuseOutDir(outDir, state)
-  const old = `${outDir}.old-${randomBytes(6).toString('hex')}`
+  const old = siblingPath(outDir, 'old')
   await rename(outDir, old)
   try {
     await rename(staging, outDir)
@@ -183,13 +192,13 @@ export async function writeExport(samples: AsyncIterable<ExportSample> | Iterabl
   const outDir = resolve(options.outDir)
   const overwrite = options.overwrite === true
   const signal = options.signal
+  await removeAbandonedStaging(outDir) // first: it may put back an export a killed --overwrite had moved aside
   const initial = await folderState(outDir)
   if (initial === 'other' || (initial === 'export' && !overwrite)) throw refuseOutDir(outDir, initial)
   if (signal?.aborted) throw abortError(signal, 0, outDir)
 
-  await removeAbandonedStaging(outDir)
   await mkdir(dirname(outDir), {recursive: true})
-  const staging = stagingPath(outDir)
+  const staging = siblingPath(outDir, 'partial')
   await mkdir(staging)
   const definition: FormatDefinition = EXPORT_FORMATS[options.format]
   const version = mlcapVersion()

@@ -1,6 +1,8 @@
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
-import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
+import {createHash} from 'node:crypto'
+import {mkdir, readdir, readFile, rename, writeFile} from 'node:fs/promises'
+import {hostname} from 'node:os'
 import {spawn} from 'node:child_process'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -182,6 +184,27 @@ test('a SIGKILLed export leaves no output folder, only its staging folder, which
   const samples = await makeSamples()
   await writeExport(streamOf(samples), {format: 'webdataset', outDir, captions: 'first', manifestInfo: {}})
   assert.deepEqual((await readdir(root)).sort(), ['out', live, otherHost].sort())
+  assert.deepEqual(await verifyExport(outDir), {ok: true, problems: []})
+})
+
+test('an --overwrite killed between moving the old export aside and moving the new one in: the next export to that folder puts the old one back', async (t) => {
+  const root = await tempDir(t)
+  const outDir = join(root, 'out')
+  const samples = await makeSamples()
+  const options = {format: 'webdataset' as const, outDir, captions: 'first' as const, manifestInfo: {}}
+  await writeExport(streamOf(samples), options)
+  const before = await readFile(join(outDir, 'manifest.json'))
+  // The state a SIGKILL leaves there: the old export renamed aside by a process that is gone.
+  const gone = spawn(process.execPath, ['-e', '0'])
+  await new Promise((resolve) => gone.once('exit', resolve))
+  const hostTag = createHash('sha256').update(hostname()).digest('hex').slice(0, 8) // as exporter.ts tags this host
+  const aside = join(root, `out.old-${hostTag}-${gone.pid}-${'c'.repeat(12)}`)
+  await rename(outDir, aside)
+
+  // Without --overwrite the export it finds back is refused, as any existing export is.
+  await assert.rejects(writeExport(streamOf(samples), {...options, overwrite: false}), {code: 'EXPORT_EXISTS'})
+  assert.deepEqual(await readdir(root), ['out'], 'the old export is back in place, nothing left beside it')
+  assert.ok((await readFile(join(outDir, 'manifest.json'))).equals(before))
   assert.deepEqual(await verifyExport(outDir), {ok: true, problems: []})
 })
 
