@@ -12,7 +12,6 @@
  * expression, no subquery) and run in the sandbox (no file outside the lake).
  */
 import {readFileSync} from 'node:fs'
-import path from 'node:path'
 
 import {EXPORT_FORMATS, writeExport, type ExportFormat, type ExportSummary} from '../export/exporter.js'
 import {CAPTION_MODES, IMAGE_EXTS, type CaptionMode, type ExportSample, type ImageExt, type Split} from '../export/sample.js'
@@ -116,8 +115,7 @@ interface Row {
  */
 export async function exportGold(layout: LakeLayout, options: ExportGoldOptions): Promise<ExportGoldSummary> {
   const settings = checkOptions(options)
-  const inside = typeof options.outDir === 'string' ? path.relative(layout.root, path.resolve(options.outDir)) : '..'
-  if (inside === '' || (!inside.startsWith('..') && !path.isAbsolute(inside))) {
+  if (typeof options.outDir === 'string' && layout.contains(options.outDir)) {
     // In a table folder its files would be read as table data by plain-folder readers, and gc would delete them.
     throw new UsageError('EXPORT_OUT_IN_LAKE', `export: --out ${options.outDir} is inside the lake ${layout.root}; expected a folder outside it`, 'The lake holds only what mlcap commits. Export elsewhere, e.g. --out ./export')
   }

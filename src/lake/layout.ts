@@ -47,6 +47,12 @@ export class LakeLayout {
     return path.isAbsolute(stored) ? stored : path.join(this.root, ...stored.split('/'))
   }
 
+  /** Whether `file` (resolved from the working directory) is the lake folder or inside it. */
+  contains(file: string): boolean {
+    const inside = path.relative(this.root, path.resolve(file))
+    return inside === '' || (inside !== '..' && !inside.startsWith(`..${path.sep}`) && !path.isAbsolute(inside))
+  }
+
   objectPath(sha256: string): string {
     return path.join(this.objectsDir, sha256.slice(0, 2), sha256)
   }

@@ -80,8 +80,7 @@ export class QuerySession {
       )
     }
     const root = this.reader.layout.root
-    const inside = path.relative(root, path.resolve(outFile))
-    if (inside === '' || (!inside.startsWith('..') && !path.isAbsolute(inside))) {
+    if (this.reader.layout.contains(outFile)) {
       // Moving the result there could replace a committed data file, an object or the catalog.
       throw new UsageError(
         'QUERY_OUT_IN_LAKE',
