@@ -1,7 +1,7 @@
 import {CatalogOptions} from './catalog.js'
 import {LakeLayout} from './layout.js'
 import {withLakeReader} from './reader.js'
-import {abandonedRunError, runAbandoned} from './runs.js'
+import {abandonedRunError, runAbandoned, runOwner} from './runs.js'
 
 export interface RunRecord {
   runId: string
@@ -39,7 +39,7 @@ export async function runHistory(
       )
     ).getRowObjectsJson()
     return rows.map((r) => {
-      const owner = {pid: r.pid === null ? null : Number(r.pid), host: r.host === null ? null : String(r.host)}
+      const owner = runOwner(r.pid, r.host)
       const abandoned = r.status === 'running' && runAbandoned(owner)
       return {
         runId: String(r.run_id),

@@ -108,6 +108,11 @@ export function runAbandoned(run: {pid: number | null; host: string | null}): bo
   return run.host === os.hostname() && (run.pid === null || !processAlive(run.pid))
 }
 
+/** A run's owner as lake.runs holds it (`pid`, `host` columns, either may be NULL), for runAbandoned. */
+export function runOwner(pid: unknown, host: unknown): {pid: number | null; host: string | null} {
+  return {pid: pid === null || pid === undefined ? null : Number(pid), host: host === null || host === undefined ? null : String(host)}
+}
+
 /** The error an abandoned run is recorded (and shown) with. */
 export function abandonedRunError(pid: number | null): string {
   return `process ${pid ?? 'unknown'} ended without finishing the run (killed or crashed); committed batches were kept`
@@ -121,7 +126,7 @@ export async function markAbandonedRuns(connection: DuckDBConnection): Promise<n
   const rows = (await connection.runAndReadAll(`SELECT run_id, pid, host FROM runs WHERE status = 'running'`)).getRows()
   let marked = 0
   for (const [runId, pid, host] of rows) {
-    const run = {pid: pid === null ? null : Number(pid), host: host === null ? null : String(host)}
+    const run = runOwner(pid, host)
     if (!runAbandoned(run)) continue
     await connection.run(`UPDATE runs SET status = 'interrupted', ended_at = now(), error = $error WHERE run_id = $id`, {
       id: String(runId),

@@ -5,7 +5,7 @@ import {CatalogOptions} from './catalog.js'
 import {LakeLayout} from './layout.js'
 import {PENDING_WORK} from './pending.js'
 import {tableRef, withLakeReader} from './reader.js'
-import {runAbandoned} from './runs.js'
+import {runAbandoned, runOwner} from './runs.js'
 import {allTables} from './schema.js'
 
 export interface TableStatus {
@@ -77,7 +77,7 @@ export async function lakeStatus(layout: LakeLayout, options: CatalogOptions = {
     for (const r of await all(
       `SELECT run_id, stage, epoch_ms(started_at) AS started_ms, pid, host FROM lake.runs WHERE status = 'running' ORDER BY started_at`,
     )) {
-      const owner = {pid: r.pid === null ? null : Number(r.pid), host: r.host === null ? null : String(r.host)}
+      const owner = runOwner(r.pid, r.host)
       const run = {runId: String(r.run_id), stage: String(r.stage), startedAt: new Date(Number(r.started_ms)).toISOString(), pid: Number(r.pid)}
       ;(runAbandoned(owner) ? interrupted : running).push(run)
     }
