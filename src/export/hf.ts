@@ -28,6 +28,7 @@
  */
 import {rename} from 'node:fs/promises'
 import {join} from 'node:path'
+import {ByteArena} from './byteArena.js'
 import {ParquetWriter, type ParquetField, type ParquetRow} from './parquetWriter.js'
 import {captionColumns, imageCheck, imageFileName, selectedCaptions, type CaptionMode, type ExportSample, type Split} from './sample.js'
 import {FileSink, shardName, type FormatWriter, type WriterOptions} from './writer.js'
@@ -83,9 +84,10 @@ function hfFields(captions: CaptionMode): ParquetField[] {
   ]
 }
 
-function hfRow(sample: ExportSample, captions: CaptionMode): ParquetRow {
+/** The row of one sample; its image bytes are `image` (the sample's own are valid only during `add`). */
+function hfRow(sample: ExportSample, image: Buffer, captions: CaptionMode): ParquetRow {
   return {
-    image: {bytes: {data: sample.image, check: imageCheck(sample)}, path: imageFileName(sample)},
+    image: {bytes: {data: image, check: imageCheck(sample)}, path: imageFileName(sample)},
     ...captionColumns(sample, captions),
     key: sample.key,
     sha256: sample.sha256,
@@ -100,6 +102,8 @@ interface OpenShard {
   parquet: ParquetWriter
   rows: number
   bytes: number
+  /** The images of the row group being gathered. */
+  images: ByteArena
 }
 
 export function createHfWriter(options: WriterOptions): FormatWriter {
@@ -125,10 +129,11 @@ export function createHfWriter(options: WriterOptions): FormatWriter {
         const path = join(options.dir, sample.split, `.staging-${shardName(names.length)}.parquet`)
         names.push(path)
         const sink = await FileSink.create(path, options.hashes)
-        shard = {sink, parquet: new ParquetWriter(sink, fields, {rowGroupSize: HF_ROW_GROUP_SIZE, keyValueMetadata: metadata, createdBy: `mlcap version ${options.mlcapVersion}`}), rows: 0, bytes: 0}
+        shard = {sink, parquet: new ParquetWriter(sink, fields, {rowGroupSize: HF_ROW_GROUP_SIZE, keyValueMetadata: metadata, createdBy: `mlcap version ${options.mlcapVersion}`}), rows: 0, bytes: 0, images: new ByteArena()}
         open.set(sample.split, shard)
       }
-      await shard.parquet.write(hfRow(sample, options.captions))
+      await shard.parquet.write(hfRow(sample, shard.images.copy(sample.image), options.captions))
+      if (shard.parquet.bufferedRows === 0) shard.images.reset() // the row group is written
       shard.rows++
       shard.bytes += sample.image.length + selectedCaptions(sample, options.captions).reduce((total, caption) => total + Buffer.byteLength(caption.text), 0)
       if (shard.rows >= options.shardSize || shard.bytes >= options.maxShardBytes) await closeShard(sample.split)

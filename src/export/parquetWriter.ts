@@ -114,6 +114,11 @@ export class ParquetWriter {
     if (this.rows.length >= this.options.rowGroupSize || this.rowBytes >= (this.options.maxRowGroupBytes ?? MAX_ROW_GROUP_BYTES)) await this.flushRowGroup()
   }
 
+  /** Rows added since the last row group was written: 0 right after a row group is written. */
+  get bufferedRows(): number {
+    return this.rows.length
+  }
+
   /** Writes the last row group and the footer. Does not close the sink. */
   async finish(): Promise<void> {
     if (this.finished) return

@@ -25,7 +25,11 @@ export interface ExportSample {
   key: string
   /** SHA-256 of `image`, lower-case hex. */
   sha256: string
-  /** Encoded image bytes, written out unchanged. */
+  /**
+   * Encoded image bytes, written out unchanged. Valid until the writer's `add` returns: the
+   * sample stream may reuse this memory for the next sample, so a writer that keeps the bytes
+   * longer (hf, for a row group) copies them.
+   */
   image: Buffer
   imageExt: ImageExt
   split: Split

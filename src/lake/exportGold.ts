@@ -11,7 +11,7 @@
  * The user's --where is a predicate over gold.pairs: checked by DuckDB's parser (one
  * expression, no subquery) and run in the sandbox (no file outside the lake).
  */
-import {readFileSync} from 'node:fs'
+import {closeSync, fstatSync, openSync, readSync} from 'node:fs'
 
 import {EXPORT_FORMATS, writeExport, type ExportFormat, type ExportSummary} from '../export/exporter.js'
 import {CAPTION_MODES, IMAGE_EXTS, type CaptionMode, type ExportSample, type ImageExt, type Split} from '../export/sample.js'
@@ -248,27 +248,67 @@ function extOf(format: string | null | undefined): ImageExt | undefined {
 }
 
 /**
- * An object's bytes, read synchronously: measured on a loaded 2-core machine with a warm page
- * cache, 2,000 reads of ~100 KB took 60 ms this way and 170–390 ms as promises 16 ahead (four
- * thread-pool round trips per file: open, fstat, read, close), and the export was ~25% faster.
+ * Reads objects' bytes synchronously into one buffer it reuses: each read returns a view
+ * that is valid until the next (writers that keep image bytes past `add` copy them; see
+ * ExportSample.image).
+ *
+ * Measured on the export benchmark (2 cores, warm page cache, 2,000 images of ~100 KB):
+ * - synchronous reads took 60 ms where promises 16 ahead took 170–390 ms (four thread-pool
+ *   round trips per file: open, fstat, read, close), and the export was ~25% faster;
+ * - reading into one buffer instead of a new one per image saved ~100 ms of CPU per export
+ *   (page faults on fresh memory, and the garbage collections that 200 MB of short-lived
+ *   buffers set off).
  */
-function readObject(layout: LakeLayout, hash: string, row: Row, original: boolean): Buffer {
-  const file = layout.objectPath(hash)
-  try {
-    return readFileSync(file)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-    throw new MlcapError(
+class ObjectReader {
+  private buffer: Buffer = Buffer.allocUnsafeSlow(1 << 20)
+
+  constructor(private readonly layout: LakeLayout, private readonly original: boolean) {}
+
+  read(hash: string, row: Row): Buffer {
+    const file = this.layout.objectPath(hash)
+    let fd: number
+    try {
+      fd = openSync(file, 'r')
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+      throw this.missing(hash, row, file, error)
+    }
+    try {
+      const size = fstatSync(fd).size
+      if (size >= this.buffer.length) this.buffer = Buffer.allocUnsafeSlow(Math.max(size + 1, 2 * this.buffer.length)) // + 1: room to see the end
+      let at = 0
+      for (;;) {
+        // read past `size`: a file that grew since fstat must not be cut short silently
+        if (at === this.buffer.length) this.buffer = grown(this.buffer, at)
+        const n = readSync(fd, this.buffer, at, this.buffer.length - at, at)
+        if (n === 0) break
+        at += n
+      }
+      return this.buffer.subarray(0, at)
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  private missing(hash: string, row: Row, file: string, cause: unknown): MlcapError {
+    return new MlcapError(
       'EXPORT_OBJECT_MISSING',
-      `export: the ${original ? 'original' : 'normalized'} image ${hash} of gold image ${row.sha256} is missing from the object store (${file}); expected every image gold.pairs names to be there`,
+      `export: the ${this.original ? 'original' : 'normalized'} image ${hash} of gold image ${row.sha256} is missing from the object store (${file}); expected every image gold.pairs names to be there`,
       {
-        hint: original
+        hint: this.original
           ? 'something outside mlcap removed it: ingest its file again (mlcap ingest <file> --rehash) or restore the objects folder from a backup'
           : 'rebuild the derivative: mlcap etl run silver --full (same settings); or export the originals with --original',
-        cause: error,
+        cause,
       },
     )
   }
+}
+
+/** A buffer twice as large holding the first `used` bytes of `buffer`. */
+function grown(buffer: Buffer, used: number): Buffer {
+  const larger = Buffer.allocUnsafeSlow(2 * buffer.length)
+  buffer.copy(larger, 0, 0, used)
+  return larger
 }
 
 /** The extension of an image whose format the lake does not record, from its first bytes. */
@@ -305,13 +345,14 @@ function sampleOf(row: Row, image: Buffer, hash: string, original: boolean): Exp
   }
 }
 
-/** Rows → samples, reading each image's bytes as the writer asks for the sample. */
+/** Rows → samples, reading each image's bytes as the writer asks for the sample (into memory the next sample reuses). */
 async function* samplesOf(layout: LakeLayout, rows: AsyncIterator<Row>, settings: Settings): AsyncGenerator<ExportSample> {
+  const objects = new ObjectReader(layout, settings.original)
   for (;;) {
     const next = await rows.next()
     if (next.done) return
     const row = next.value
     const hash = settings.original ? row.sha256 : row.image_sha256
-    yield sampleOf(row, readObject(layout, hash, row, settings.original), hash, settings.original)
+    yield sampleOf(row, objects.read(hash, row), hash, settings.original)
   }
 }

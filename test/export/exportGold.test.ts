@@ -7,7 +7,7 @@
 import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {DuckDBInstance} from '@duckdb/node-api'
@@ -18,7 +18,10 @@ import {verifyExport} from '../../src/export/manifest.js'
 import {exportGold, type ExportGoldOptions} from '../../src/lake/exportGold.js'
 import {LakeLayout} from '../../src/lake/layout.js'
 import {buildGoldLake, goldImages, type GoldImage} from '../helpers/goldLake.js'
-import {lakeCount, listFiles} from '../helpers/lakeFixtures.js'
+import {imageBytes, lakeCount, listFiles} from '../helpers/lakeFixtures.js'
+import {ingest} from '../../src/lake/ingest.js'
+import {runSilver} from '../../src/lake/silver.js'
+import {runGold} from '../../src/lake/gold.js'
 import {compressors, readTree, tar} from './fixtures.js'
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex')
@@ -158,7 +161,7 @@ async function readBack(format: ExportFormat, dir: string): Promise<Map<string, 
 }
 
 /** The exported samples are exactly `expected` gold images: keys, splits, captions, image bytes = the objects. */
-function assertRoundTrip(read: Map<string, ReadSample>, expected: GoldImage[], options: {captions: 'all' | 'first'; original?: boolean}): void {
+function assertRoundTrip(read: Map<string, ReadSample>, expected: GoldImage[], options: {captions: 'all' | 'first'; original?: boolean; layout?: LakeLayout}): void {
   assert.deepEqual([...read.keys()].sort(), expected.map((image) => image.sha256.slice(0, 16)).sort(), 'one sample per gold image, keyed by its SHA-256')
   for (const image of expected) {
     const sample = read.get(image.sha256.slice(0, 16))!
@@ -166,7 +169,7 @@ function assertRoundTrip(read: Map<string, ReadSample>, expected: GoldImage[], o
     const objectSha = options.original ? image.sha256 : image.imageSha256
     assert.equal(sha256(sample.image), objectSha, 'image bytes are the object gold names')
     assert.equal(sample.sha256, objectSha)
-    assert.ok(sample.image.equals(readFileSync(layout.objectPath(objectSha))))
+    assert.ok(sample.image.equals(readFileSync((options.layout ?? layout).objectPath(objectSha))))
     const captions = image.captions.map(({id, text}) => ({id, text}))
     assert.deepEqual(sample.captions, options.captions === 'all' ? captions : captions.slice(0, 1))
   }
@@ -344,3 +347,28 @@ function fingerprint(): Record<string, string> {
   }
   return prints
 }
+
+test('--original: objects larger than the read buffer (a 3 MB PNG) and smaller ones after it are exported byte for byte', async () => {
+  const dir = path.join(root, 'large-originals')
+  const photos = path.join(dir, 'photos')
+  mkdirSync(photos, {recursive: true})
+  const large = await imageBytes(7, {width: 1100, height: 1000, format: 'png'}) // noise: ~3.3 MB, more than the first read buffer (1 MiB)
+  assert.ok(large.length > 2 * (1 << 20), `the large PNG is ${large.length} bytes`)
+  writeFileSync(path.join(photos, 'large.png'), large)
+  writeFileSync(path.join(photos, 'large.txt'), 'a large noisy picture')
+  for (const i of [1, 2, 3]) {
+    writeFileSync(path.join(photos, `small-${i}.jpg`), await imageBytes(100 + i, {width: 96, height: 80, format: 'jpeg'}))
+    writeFileSync(path.join(photos, `small-${i}.txt`), `a small picture number ${i}`)
+  }
+  const small = new LakeLayout(path.join(dir, 'lake'))
+  await ingest(small, [photos])
+  await runSilver(small)
+  await runGold(small)
+  const images = await goldImages(small.root)
+  assert.equal(images.size, 4)
+  for (const format of ['jsonl', 'hf'] as const) {
+    const summary = await exportGold(small, {format, outDir: path.join(dir, format), original: true, captions: 'first'})
+    assertRoundTrip(await readBack(format, summary.outDir), [...images.values()], {captions: 'first', original: true, layout: small})
+    assert.deepEqual(await verifyExport(summary.outDir), {ok: true, problems: []})
+  }
+})

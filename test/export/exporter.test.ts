@@ -233,3 +233,38 @@ test('an abort from a timer or signal handler (as Ctrl-C is) stops an export at 
   }
   assert.deepEqual(await readdir(root), [])
 })
+
+test('every format: a sample stream that reuses one buffer for every image (as exportGold does) exports each image intact, across hf row groups', async (t) => {
+  const distinct = await makeSamples()
+  // 230 samples cycling through 30 distinct images: more than two hf row groups of 100 rows
+  const samples = Array.from({length: 230}, (_, i) => ({...distinct[i % distinct.length], key: `reused-${String(i).padStart(4, '0')}`}))
+  const shared = Buffer.alloc(Math.max(...distinct.map((sample) => sample.image.length)))
+  async function* reusing() {
+    for (const sample of samples) {
+      const image = shared.subarray(0, sample.image.length)
+      sample.image.copy(image)
+      yield {...sample, image}
+      shared.fill(0) // what the next read would do to memory a writer kept
+    }
+  }
+  const root = await tempDir(t)
+  for (const format of FORMATS) {
+    const out = join(root, format)
+    const summary = await writeExport(reusing(), {format, outDir: out, captions: 'first', manifestInfo: {lake_commit: 1}})
+    assert.equal(summary.counts.samples, samples.length, format)
+    assert.deepEqual(await verifyExport(out), {ok: true, problems: []}, format)
+  }
+  const {asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects} = await import('hyparquet')
+  const byKey = new Map(samples.map((sample) => [sample.key, sample]))
+  let read = 0
+  for (const name of (await readdir(join(root, 'hf'), {recursive: true})).filter((file) => file.endsWith('.parquet'))) {
+    const file = await asyncBufferFromFile(join(root, 'hf', name))
+    const rows = await parquetReadObjects({file, metadata: await parquetMetadataAsync(file), utf8: false})
+    for (const row of rows) {
+      const key = typeof row.key === 'string' ? row.key : new TextDecoder().decode(row.key as Uint8Array)
+      assert.equal(sha256((row.image as {bytes: Uint8Array}).bytes), byKey.get(key)!.sha256, `hf image of ${key}`)
+      read++
+    }
+  }
+  assert.equal(read, samples.length)
+})
