@@ -52,7 +52,7 @@ export function createCocoWriter(options: WriterOptions): FormatWriter {
     async add(sample) {
       const files = splits.get(sample.split) ?? (await openSplit(sample.split))
       const imageId = nextImageId++
-      await writeNewFile(join(options.dir, sample.split, 'images', imageFileName(sample)), sample.image, options.hashes, imageCheck(sample))
+      await writeNewFile(join(options.dir, sample.split, 'images', imageFileName(sample)), sample.image, options.hashes, imageCheck(sample, options))
       const image = {id: imageId, file_name: imageFileName(sample), width: sample.width, height: sample.height, sha256: sample.sha256}
       await files.json.write(`${files.images++ === 0 ? '' : ',\n'}${JSON.stringify(image)}`)
       for (const caption of selectedCaptions(sample, options.captions)) {

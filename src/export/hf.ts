@@ -85,9 +85,11 @@ function hfFields(captions: CaptionMode): ParquetField[] {
 }
 
 /** The row of one sample; its image bytes are `image` (the sample's own are valid only during `add`). */
-function hfRow(sample: ExportSample, image: Buffer, captions: CaptionMode): ParquetRow {
+function hfRow(sample: ExportSample, image: Buffer, options: Pick<WriterOptions, 'captions' | 'verifyImages'>): ParquetRow {
+  const check = imageCheck(sample, options)
+  const captions = options.captions
   return {
-    image: {bytes: {data: image, check: imageCheck(sample)}, path: imageFileName(sample)},
+    image: {bytes: check ? {data: image, check} : image, path: imageFileName(sample)},
     ...captionColumns(sample, captions),
     key: sample.key,
     sha256: sample.sha256,
@@ -132,7 +134,7 @@ export function createHfWriter(options: WriterOptions): FormatWriter {
         shard = {sink, parquet: new ParquetWriter(sink, fields, {rowGroupSize: HF_ROW_GROUP_SIZE, keyValueMetadata: metadata, createdBy: `mlcap version ${options.mlcapVersion}`}), rows: 0, bytes: 0, images: new ByteArena()}
         open.set(sample.split, shard)
       }
-      await shard.parquet.write(hfRow(sample, shard.images.copy(sample.image), options.captions))
+      await shard.parquet.write(hfRow(sample, shard.images.copy(sample.image), options))
       if (shard.parquet.bufferedRows === 0) shard.images.reset() // the row group is written
       shard.rows++
       shard.bytes += sample.image.length + selectedCaptions(sample, options.captions).reduce((total, caption) => total + Buffer.byteLength(caption.text), 0)

@@ -32,7 +32,7 @@ export function createImageFolderWriter(options: WriterOptions): FormatWriter {
         sink = await FileSink.create(join(dir, 'metadata.jsonl'), options.hashes)
         metadata.set(sample.split, sink)
       }
-      await writeNewFile(join(dir, imageFileName(sample)), sample.image, options.hashes, imageCheck(sample))
+      await writeNewFile(join(dir, imageFileName(sample)), sample.image, options.hashes, imageCheck(sample, options))
       await sink.write(`${JSON.stringify(imageFolderMetadata(sample, options))}\n`)
     },
     async finish() {

@@ -46,7 +46,7 @@ function createRowsWriter(options: WriterOptions, fileName: string, header: stri
         sink = await FileSink.create(join(options.dir, fileName), options.hashes)
         await sink.write(header)
       }
-      await writeNewFile(join(options.dir, 'images', imageFileName(sample)), sample.image, options.hashes, imageCheck(sample))
+      await writeNewFile(join(options.dir, 'images', imageFileName(sample)), sample.image, options.hashes, imageCheck(sample, options))
       for (const row of rowsOf(sample, options)) await sink.write(line(row, sample))
     },
     async finish() {

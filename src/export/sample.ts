@@ -63,8 +63,8 @@ function sampleField(sample: ExportSample, index: number, field: string): string
 
 /**
  * Throws a UsageError naming the sample (by position and key), the field, what was expected
- * and what was received. The image's bytes are checked against `sha256` where the writer
- * writes them (imageCheck), so an export never labels bytes with the wrong hash.
+ * and what was received. With `verifyImages`, the image's bytes are checked against `sha256`
+ * where the writer writes them (imageCheck), so the export never labels bytes with the wrong hash.
  */
 export function validateSample(sample: ExportSample, index: number): void {
   const at = (field: string) => sampleField(sample, index, field)
@@ -115,9 +115,12 @@ export function captionColumns(sample: ExportSample, mode: CaptionMode): {text: 
     : {text: selected[0].text, caption_id: selected[0].captionId}
 }
 
-/** What an exported image must hash to: writers pass it with the image bytes to FileSink or writeNewFile, which verify it. */
-export function imageCheck(sample: ExportSample): ContentCheck {
-  return {sha256: sample.sha256, label: `the image of sample ${JSON.stringify(sample.key)}`}
+/**
+ * What an exported image must hash to, when the export verifies images (`verifyImages`):
+ * writers pass it with the image bytes to FileSink or writeNewFile, which verify it.
+ */
+export function imageCheck(sample: ExportSample, options: {verifyImages: boolean}): ContentCheck | undefined {
+  return options.verifyImages ? {sha256: sample.sha256, label: `the image of sample ${JSON.stringify(sample.key)}`} : undefined
 }
 
 /** The image's file name inside an export: `<key>.<ext>`. */

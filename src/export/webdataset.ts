@@ -71,7 +71,7 @@ export function createWebDatasetWriter(options: WriterOptions): FormatWriter {
         open.set(sample.split, shard)
       }
       const image = imageFileName(sample)
-      for (const [name, data] of entries) await shard.tar.addFile(name, data, name === image ? imageCheck(sample) : undefined)
+      for (const [name, data] of entries) await shard.tar.addFile(name, data, name === image ? imageCheck(sample, options) : undefined)
       shard.samples++
     },
 

@@ -27,6 +27,8 @@ export interface WriterOptions {
   mlcapVersion: string
   /** Where writers record the size and SHA-256 of each file they write, so the manifest need not read it back. */
   hashes?: FileHashes
+  /** Check that each image's bytes hash to its sample's sha256 as they are written (imageCheck). */
+  verifyImages: boolean
 }
 
 /**

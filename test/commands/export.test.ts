@@ -172,3 +172,23 @@ test('a write that fails mid-export (here a file size limit) exits 1 naming the 
   assert.match(result.stderr, /Hint: the file is larger than this system or file system allows \(ulimit -f, FAT32\): lower --shard-size/)
   assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('too-big')), [])
 })
+
+test('--verify-images hashes every image: a damaged object of the right size fails the export (exit 1, named, with the repair); without it the size check passes it', async () => {
+  const [row] = (await runCli(['query', 'SELECT image_sha256 FROM gold.pairs ORDER BY image_sha256 LIMIT 1', '--lake', lake, '--json']).then(parseJson)).rows
+  const object = path.join(lake, 'objects', row.image_sha256.slice(0, 2), row.image_sha256)
+  const intact = readFileSync(object)
+  const damaged = Buffer.from(intact)
+  damaged[damaged.length >> 1] ^= 0xff
+  writeFileSync(object, damaged)
+  try {
+    const checked = await runCli(['export', '--format', 'jsonl', '--out', path.join(dir, 'verify-images'), '--lake', lake, '--verify-images'])
+    assert.equal(checked.code, 1, checked.stderr)
+    assert.match(checked.stderr, new RegExp(`EXPORT_HASH_MISMATCH|hashes to [0-9a-f]{64} but the sample says sha256 ${row.image_sha256}`))
+    assert.match(checked.stderr, /mlcap etl run silver --full/)
+    assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('verify-images')), [], 'nothing left behind')
+    const unchecked = await runCli(['export', '--format', 'jsonl', '--out', path.join(dir, 'size-only'), '--lake', lake])
+    assert.equal(unchecked.code, 0, unchecked.stderr)
+  } finally {
+    writeFileSync(object, intact)
+  }
+})

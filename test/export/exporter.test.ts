@@ -132,7 +132,7 @@ test('bad samples and options are refused with messages naming the value, and le
   const samples = await makeSamples()
   const root = await tempDir(t)
   const outDir = join(root, 'out')
-  const base = {format: 'hf' as const, outDir, captions: 'first' as const, manifestInfo: {}}
+  const base = {format: 'hf' as const, outDir, captions: 'first' as const, manifestInfo: {}, verifyImages: true}
   const corrupt = {...samples[3], image: Buffer.concat([samples[3].image, Buffer.from([0])])}
   await assert.rejects(writeExport(streamOf([samples[0], corrupt]), base), {
     code: 'EXPORT_HASH_MISMATCH', message: new RegExp(`^export: the image of sample "${samples[3].key}" hashes to [0-9a-f]{64} but the sample says sha256 ${samples[3].sha256}`),

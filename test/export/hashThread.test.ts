@@ -67,13 +67,13 @@ test('chunks written with a check are verified on the thread as written, across 
 })
 
 for (const format of Object.keys(EXPORT_FORMATS) as ExportFormat[]) {
-  test(`${format}: an image that does not hash to its sample's sha256 fails the export, which leaves nothing behind`, async (t) => {
+  test(`${format}: with verifyImages, an image that does not hash to its sample's sha256 fails the export, which leaves nothing behind`, async (t) => {
     const samples = await makeSamples()
     const root = await tempDir(t)
     const flipped = Buffer.from(samples[5].image)
     flipped[flipped.length >> 1] ^= 0xff
     const stream = samples.map((sample, i) => (i === 5 ? {...sample, image: flipped} : sample))
-    await assert.rejects(writeExport(streamOf(stream), {format, outDir: join(root, 'out'), captions: 'all', shardSize: 4, manifestInfo: {}}), {
+    await assert.rejects(writeExport(streamOf(stream), {format, outDir: join(root, 'out'), captions: 'all', shardSize: 4, manifestInfo: {}, verifyImages: true}), {
       code: 'EXPORT_HASH_MISMATCH', message: `export: the image of sample ${JSON.stringify(samples[5].key)} hashes to ${sha256(flipped)} but the sample says sha256 ${samples[5].sha256}`,
     })
     assert.deepEqual(await readdir(root), [])

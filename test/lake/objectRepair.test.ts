@@ -35,11 +35,12 @@ test('damaged and missing objects: export names them with a hint, and following 
   const derivative = layout.objectPath(row!.image_sha256)
   const original = layout.objectPath(row!.sha256)
   let n = 0
-  const exportTo = (options: {original?: boolean} = {}) => exportGold(layout, {format: 'webdataset', outDir: path.join(dir, `out${n++}`), ...options})
+  const exportTo = (options: {original?: boolean; verifyImages?: boolean} = {}) => exportGold(layout, {format: 'webdataset', outDir: path.join(dir, `out${n++}`), ...options})
 
-  // A derivative with a flipped byte: named, and silver --full with the same settings rewrites it.
+  // A derivative with a flipped byte: the size is right, so only --verify-images sees it; it names
+  // the object, and silver --full with the same settings rewrites it.
   damage(derivative)
-  await assert.rejects(exportTo(), (error: any) => {
+  await assert.rejects(exportTo({verifyImages: true}), (error: any) => {
     assert.equal(error.code, 'EXPORT_HASH_MISMATCH')
     assert.match(error.hint, /a silver derivative with mlcap etl run silver --full \(same settings\)/)
     return true
@@ -47,6 +48,17 @@ test('damaged and missing objects: export names them with a hint, and following 
   await runSilver(layout, {full: true})
   assert.equal(sha256(readFileSync(derivative)), row!.image_sha256, 'silver --full rewrote the damaged derivative')
   assert.deepEqual(await verifyExport((await exportTo()).outDir), {ok: true, problems: []})
+
+  // A truncated derivative: every export sees that its size is not the lake's record.
+  writeFileSync(derivative, readFileSync(derivative).subarray(0, 100))
+  await assert.rejects(exportTo(), (error: any) => {
+    assert.equal(error.code, 'EXPORT_OBJECT_DAMAGED')
+    assert.match(error.message, new RegExp(`the normalized image ${row!.image_sha256} of gold image ${row!.sha256} is damaged: .* is 100 bytes; the lake recorded \\d+`))
+    assert.match(error.hint, /mlcap etl run silver --full \(same settings\)/)
+    return true
+  })
+  await runSilver(layout, {full: true})
+  assert.equal(sha256(readFileSync(derivative)), row!.image_sha256, 'silver --full rewrote the truncated derivative')
 
   // A derivative that is gone: the same.
   rmSync(derivative)
@@ -60,7 +72,7 @@ test('damaged and missing objects: export names them with a hint, and following 
 
   // An original with a flipped byte: ingesting its file again with --rehash rewrites it.
   damage(original)
-  await assert.rejects(exportTo({original: true}), (error: any) => {
+  await assert.rejects(exportTo({original: true, verifyImages: true}), (error: any) => {
     assert.equal(error.code, 'EXPORT_HASH_MISMATCH')
     assert.match(error.hint, /an original by ingesting its file again \(mlcap ingest <file> --rehash\)/)
     return true
