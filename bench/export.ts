@@ -27,7 +27,7 @@ import {LakeReader} from '../src/lake/reader.js'
 import {runSilver} from '../src/lake/silver.js'
 import {dropCaches, timeMlcap, WORK} from './lib.js'
 
-const RUNS = 3
+const RUNS = 5
 const TARGET_RATIO = 1.5
 
 export interface ExportBenchResult {
@@ -134,8 +134,9 @@ export async function main(pairs = Number(process.argv[2] ?? process.env.BENCH_E
     writeFileSync(list, files.join('\n') + '\n')
 
     const out = path.join(dir, 'out')
+    // Each contender starts with no output folder; removing the previous one is not timed.
+    const clearOut = () => rmSync(out, {recursive: true, force: true})
     const tarRun = () => {
-      rmSync(out, {recursive: true, force: true})
       mkdirSync(out)
       // bash's `time` reports tar's CPU on stderr; TIMEFORMAT keeps it to "user system"
       const run = spawnSync('bash', ['-c', 'TIMEFORMAT="%U %S"; time tar -cf "$1" -P -T "$2"', 'bench', path.join(out, 'images.tar'), list], {encoding: 'utf8'})
@@ -144,15 +145,16 @@ export async function main(pairs = Number(process.argv[2] ?? process.env.BENCH_E
       return user + system
     }
     const exportRun = (format: 'webdataset' | 'hf') => async () => {
-      rmSync(out, {recursive: true, force: true})
       await exportGold(layout, {format, outDir: out})
     }
+    clearOut()
     await measure(tarRun) // warm the page cache
     const times = {tar: [] as Array<{wall: number; cpu: number}>, webdataset: [] as Array<{wall: number; cpu: number}>, hf: [] as Array<{wall: number; cpu: number}>}
     for (let run = 0; run < RUNS; run++) {
-      times.tar.push(await measure(tarRun))
-      times.webdataset.push(await measure(exportRun('webdataset')))
-      times.hf.push(await measure(exportRun('hf')))
+      for (const name of ['tar', 'webdataset', 'hf'] as const) {
+        clearOut()
+        times[name].push(await measure(name === 'tar' ? tarRun : exportRun(name)))
+      }
     }
     const pick = (field: 'wall' | 'cpu') => ({
       tar: median(times.tar.map((t) => t[field])),
@@ -182,7 +184,7 @@ export async function main(pairs = Number(process.argv[2] ?? process.env.BENCH_E
       const cold = {tar: [] as number[], webdataset: [] as number[], hf: [] as number[]}
       for (let run = 0; run < RUNS; run++) {
         for (const name of ['tar', 'webdataset', 'hf'] as const) {
-          rmSync(out, {recursive: true, force: true})
+          clearOut()
           dropCaches()
           cold[name].push((await measure(name === 'tar' ? tarRun : exportRun(name))).wall)
         }

@@ -16,8 +16,11 @@
  * `datasets` serializes them (json.dumps of {"info": {"features": …}}), so `image` decodes
  * to a PIL image. Lists use the `Sequence` spelling, which datasets 2.x, 3.x and 4.x all read.
  *
- * Shards are written by mlcap's own ParquetWriter straight to the file, row group by row
- * group (100 rows, as `datasets` uses for image data), so memory holds one row group. A shard
+ * Shards are written by mlcap's own ParquetWriter straight to the file, in row groups of 100
+ * rows (as `datasets` uses for image data). The image bytes are the first column and are
+ * written as each sample arrives, one page per image, so they are never held or copied (the
+ * exporter reuses their memory for the next image); memory holds the other columns of one
+ * row group. A shard
  * closes after `shardSize` rows or once its images and captions reach `maxShardBytes`; it is
  * written under a staging name and renamed when the shard count of its split is known.
  *
@@ -28,7 +31,6 @@
  */
 import {rename} from 'node:fs/promises'
 import {join} from 'node:path'
-import {ByteArena} from './byteArena.js'
 import {ParquetWriter, type ParquetField, type ParquetRow} from './parquetWriter.js'
 import {captionColumns, imageCheck, imageFileName, selectedCaptions, type CaptionMode, type ExportSample, type Split} from './sample.js'
 import {FileSink, shardName, type FormatWriter, type WriterOptions} from './writer.js'
@@ -84,8 +86,8 @@ function hfFields(captions: CaptionMode): ParquetField[] {
   ]
 }
 
-/** The row of one sample; its image bytes are `image` (the sample's own are valid only during `add`). */
-function hfRow(sample: ExportSample, image: Buffer, options: Pick<WriterOptions, 'captions' | 'verifyImages'>): ParquetRow {
+function hfRow(sample: ExportSample, options: Pick<WriterOptions, 'captions' | 'verifyImages'>): ParquetRow {
+  const image = sample.image
   const check = imageCheck(sample, options)
   const captions = options.captions
   return {
@@ -104,8 +106,6 @@ interface OpenShard {
   parquet: ParquetWriter
   rows: number
   bytes: number
-  /** The images of the row group being gathered. */
-  images: ByteArena
 }
 
 export function createHfWriter(options: WriterOptions): FormatWriter {
@@ -131,11 +131,10 @@ export function createHfWriter(options: WriterOptions): FormatWriter {
         const path = join(options.dir, sample.split, `.staging-${shardName(names.length)}.parquet`)
         names.push(path)
         const sink = await FileSink.create(path, options.hashes)
-        shard = {sink, parquet: new ParquetWriter(sink, fields, {rowGroupSize: HF_ROW_GROUP_SIZE, keyValueMetadata: metadata, createdBy: `mlcap version ${options.mlcapVersion}`}), rows: 0, bytes: 0, images: new ByteArena()}
+        shard = {sink, parquet: new ParquetWriter(sink, fields, {rowGroupSize: HF_ROW_GROUP_SIZE, keyValueMetadata: metadata, createdBy: `mlcap version ${options.mlcapVersion}`, streamFirstColumn: true}), rows: 0, bytes: 0}
         open.set(sample.split, shard)
       }
-      await shard.parquet.write(hfRow(sample, shard.images.copy(sample.image), options))
-      if (shard.parquet.bufferedRows === 0) shard.images.reset() // the row group is written
+      await shard.parquet.write(hfRow(sample, options))
       shard.rows++
       shard.bytes += sample.image.length + selectedCaptions(sample, options.captions).reduce((total, caption) => total + Buffer.byteLength(caption.text), 0)
       if (shard.rows >= options.shardSize || shard.bytes >= options.maxShardBytes) await closeShard(sample.split)

@@ -45,6 +45,13 @@ export interface ParquetWriterOptions {
   /** Schema-level key-value metadata, e.g. {huggingface: '…'}. */
   keyValueMetadata?: Record<string, string>
   createdBy: string
+  /**
+   * Write the first leaf column's value as each row arrives, one page per row, instead of
+   * holding it until the row group is written: for a first column of large values (hf's image
+   * bytes) it means they are never held or copied, so the caller may reuse their memory once
+   * `write` returns. The other columns are held as usual.
+   */
+  streamFirstColumn?: boolean
 }
 
 const MAX_ROW_GROUP_BYTES = 64 * 1024 * 1024
@@ -87,6 +94,8 @@ export class ParquetWriter {
   private readonly leaves: Leaf[]
   private rows: ParquetRow[] = []
   private rowBytes = 0
+  /** With streamFirstColumn: the first column's chunk in the row group being gathered, as written so far. */
+  private streamed: ChunkInfo | undefined
   private readonly groups: RowGroupInfo[] = []
   private started = false
   private finished = false
@@ -103,20 +112,25 @@ export class ParquetWriter {
 
   /**
    * Adds one row, or throws PARQUET_VALUE (and keeps nothing of it) for a missing or mistyped
-   * value. The row's buffers are written by reference and must not change until `finish`.
+   * value. The row's buffers are written by reference and must not change until the row group
+   * is written, except those of a streamed first column (written before `write` returns).
    */
   async write(row: ParquetRow): Promise<void> {
     if (this.finished) throw new MlcapError('PARQUET_FINISHED', 'parquet: cannot write a row after finish')
     let bytes = 0
     for (const leaf of this.leaves) for (const value of leaf.valuesOf(row)) bytes += typeof value === 'number' ? 4 : typeof value === 'string' ? value.length : bytesOf(value).byteLength
+    if (this.options.streamFirstColumn) {
+      await this.start()
+      const leaf = this.leaves[0]
+      this.streamed ??= {leaf, offset: this.sink.bytes, bytes: 0, values: 0}
+      const page = encodePage(leaf, [row], 0)
+      await this.writePage(page)
+      this.streamed.bytes += page.bytes
+      this.streamed.values += page.values
+    }
     this.rows.push(row)
     this.rowBytes += bytes
     if (this.rows.length >= this.options.rowGroupSize || this.rowBytes >= (this.options.maxRowGroupBytes ?? MAX_ROW_GROUP_BYTES)) await this.flushRowGroup()
-  }
-
-  /** Rows added since the last row group was written: 0 right after a row group is written. */
-  get bufferedRows(): number {
-    return this.rows.length
   }
 
   /** Writes the last row group and the footer. Does not close the sink. */
@@ -143,15 +157,17 @@ export class ParquetWriter {
     if (this.rows.length === 0) return
     await this.start()
     const rows = this.rows
+    const streamed = this.streamed
     this.rows = []
     this.rowBytes = 0
-    const group: RowGroupInfo = {rows: rows.length, offset: this.sink.bytes, bytes: 0, chunks: []}
-    for (const leaf of this.leaves) {
+    this.streamed = undefined
+    const group: RowGroupInfo = {rows: rows.length, offset: streamed?.offset ?? this.sink.bytes, bytes: streamed?.bytes ?? 0, chunks: streamed ? [streamed] : []}
+    for (const leaf of streamed ? this.leaves.slice(1) : this.leaves) {
       const chunk: ChunkInfo = {leaf, offset: this.sink.bytes, bytes: 0, values: 0}
       let start = 0
       while (start < rows.length) {
         const page = encodePage(leaf, rows, start)
-        for (const part of page.parts) await (part instanceof Uint8Array ? this.sink.write(part) : this.sink.write(part.data, part.check))
+        await this.writePage(page)
         chunk.bytes += page.bytes
         chunk.values += page.values
         start = page.end
@@ -160,6 +176,10 @@ export class ParquetWriter {
       group.chunks.push(chunk)
     }
     this.groups.push(group)
+  }
+
+  private async writePage(page: {parts: Array<Uint8Array | CheckedBytes>}): Promise<void> {
+    for (const part of page.parts) await (part instanceof Uint8Array ? this.sink.write(part) : this.sink.write(part.data, part.check))
   }
 
   private footer(): Buffer {

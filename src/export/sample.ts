@@ -28,7 +28,7 @@ export interface ExportSample {
   /**
    * Encoded image bytes, written out unchanged. Valid until the writer's `add` returns: the
    * sample stream may reuse this memory for the next sample, so a writer that keeps the bytes
-   * longer (hf, for a row group) copies them.
+   * longer copies them (hf writes them before add returns; see streamFirstColumn).
    */
   image: Buffer
   imageExt: ImageExt
