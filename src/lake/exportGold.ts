@@ -171,9 +171,10 @@ async function openSelection(reader: LakeReader, settings: Settings): Promise<{t
     images AS (
       SELECT sha256, min(split) AS split, min(group_id) AS group_id,
              arg_min({'sha256': image_sha256, 'width': width, 'height': height}, caption_id) AS image,
-             to_json(list({'id': caption_id, 'text': caption,
-                           'source': CASE WHEN model_id IS NULL THEN caption_source ELSE caption_source || ':' || model_id END}
-                          ORDER BY caption_id)) AS captions
+             -- list_sort orders the structs by their first field, the caption_id (unique): the same
+             -- order as list(… ORDER BY caption_id), at half the cost of an ordered aggregate
+             to_json(list_sort(list({'id': caption_id, 'text': caption,
+                                     'source': CASE WHEN model_id IS NULL THEN caption_source ELSE caption_source || ':' || model_id END}))) AS captions
         FROM picked GROUP BY sha256)`
   const splitFilter = `($split = 'all' OR split = $split)`
   const values = {split: settings.split}
@@ -193,7 +194,7 @@ async function openSelection(reader: LakeReader, settings: Settings): Promise<{t
   const result = await runWhere(settings, () =>
     c.stream(
       `WITH ${images},
-       chosen AS (SELECT * FROM images WHERE ${splitFilter} ORDER BY sha256 ${settings.limit === null ? '' : `LIMIT ${settings.limit}`})
+       chosen AS (SELECT * FROM images WHERE ${splitFilter} ${settings.limit === null ? '' : `ORDER BY sha256 LIMIT ${settings.limit}`})
        SELECT x.sha256, x.split, x.group_id, x.image.sha256 AS image_sha256, x.image.width AS width, x.image.height AS height, x.captions,
               count(*) OVER (PARTITION BY left(x.sha256, 16)) AS key_uses,
               s.normalized_sha256, s.normalized_format, s.normalized_bytes, b.bytes AS original_bytes, b.format AS original_format, b.width AS original_width, b.height AS original_height
