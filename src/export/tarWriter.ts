@@ -18,6 +18,8 @@ export interface ByteSink {
 
 const MAX_OCTAL_SIZE = 8 ** 11 - 1 // what an 11-digit size field holds (8 GiB - 1)
 const ZERO_BLOCK = Buffer.alloc(TAR_BLOCK)
+/** Entries up to this size are written with their header and padding as one chunk. */
+const SMALL_ENTRY_BYTES = 4096
 
 function padding(size: number): number {
   return (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK
@@ -63,16 +65,25 @@ const HEADER_TEMPLATE = (() => {
   return block
 })()
 
+/** The template's checksum (its checksum field counted as spaces); the fields header() fills are zeros in it. */
+const TEMPLATE_SUM = HEADER_TEMPLATE.reduce((total, byte) => total + byte, 0)
+
+function byteSum(block: Buffer, start: number, end: number): number {
+  let sum = 0
+  for (let i = start; i < end; i++) sum += block[i]
+  return sum
+}
+
 /** One header block: the template with this entry's name, size, type and checksum (a copy: headers are written by reference). */
 function header(name: string, prefix: string, size: number, type: '0' | 'x'): Buffer {
   const block = Buffer.allocUnsafe(TAR_BLOCK)
   HEADER_TEMPLATE.copy(block)
-  block.write(name, 0, 100, 'utf8')
+  const nameEnd = block.write(name, 0, 100, 'utf8')
   block.write(octal(size, 12), 124, 'latin1')
   block[156] = type.charCodeAt(0)
-  if (prefix !== '') block.write(prefix, 345, 155, 'utf8')
-  let sum = 0
-  for (let i = 0; i < TAR_BLOCK; i++) sum += block[i]
+  const prefixEnd = prefix === '' ? 345 : 345 + block.write(prefix, 345, 155, 'utf8')
+  // the checksum counts every byte: the template's, plus those of the fields written here
+  const sum = TEMPLATE_SUM + byteSum(block, 0, nameEnd) + byteSum(block, 124, 136) + block[156] + byteSum(block, 345, prefixEnd)
   block.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
   return block
 }
@@ -135,9 +146,15 @@ export class TarWriter {
   /** Adds a file entry; `check` is passed to the sink with the data (see ByteSink). */
   async addFile(name: string, data: Uint8Array, check?: ContentCheck): Promise<void> {
     if (this.finished) throw new MlcapError('EXPORT_TAR_FINISHED', `export: cannot add ${JSON.stringify(name)} to a tar archive that is already finished`)
-    for (const block of entryHeaders(name, data.length)) await this.put(block)
-    await this.put(data, check)
+    const headers = entryHeaders(name, data.length)
     const pad = padding(data.length)
+    if (check === undefined && data.length <= SMALL_ENTRY_BYTES) {
+      // a small entry (a sample's .json or .txt) in one write: one turn of the sink, not three
+      await this.put(Buffer.concat([...headers, data, ZERO_BLOCK.subarray(0, pad)]))
+      return
+    }
+    for (const block of headers) await this.put(block)
+    await this.put(data, check)
     if (pad) await this.put(ZERO_BLOCK.subarray(0, pad))
   }
 
