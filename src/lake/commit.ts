@@ -25,18 +25,30 @@ export interface CommitOptions extends CatalogOptions {
    * the caller decided from); otherwise nothing is committed and LAKE_CONFLICT is thrown.
    * For stages whose rows depend on what their own tables already hold (gold's groups and
    * splits): the key anti-join keeps rows unique, but cannot tell that a row was decided
-   * against a state of the table another writer has changed since. Compactions do not
-   * count (they change files, not rows).
+   * against a state of the table another writer has changed since. And for rebuilds
+   * (`replaceTables`), which would otherwise retire rows committed after their snapshot.
+   * Compactions do not count (they change files, not rows).
    */
   unchangedSince?: {commitId: number; tables: readonly string[]}
 }
 
+/** What a refused commit ran into: another run's commit to `tables` after the snapshot `since`. */
+export interface CommitConflict {
+  since: number
+  tables: readonly string[]
+  /** The first such commit, and its run. */
+  commitId: number
+  runId: string
+}
+
 /** A commit refused because another run changed the tables it was decided from (see CommitOptions.unchangedSince). */
 export class CommitConflictError extends MlcapError {
-  constructor(message: string) {
-    super('LAKE_CONFLICT', message, {
-      hint: 'Another process committed the same stage meanwhile. Run the command again; it starts from the new state.',
-    })
+  constructor(
+    readonly conflict: CommitConflict,
+    message = `lake: ${conflict.tables.join(', ')} changed after commit ${conflict.since} (commit ${conflict.commitId} of run ${conflict.runId}), which this run decided from; nothing was committed`,
+    hint = 'Another process committed the same stage meanwhile. Run the command again; it starts from the new state.',
+  ) {
+    super('LAKE_CONFLICT', message, {hint})
     this.name = 'CommitConflictError'
   }
 }
@@ -142,9 +154,7 @@ async function assertUnchangedSince(connection: DuckDBConnection, since: {commit
   ).getRows()
   if (rows.length > 0) {
     const [commitId, other] = rows[0]
-    throw new CommitConflictError(
-      `lake: ${since.tables.join(', ')} changed after commit ${since.commitId} (commit ${commitId} of run ${other}), which this run decided from; nothing was committed`,
-    )
+    throw new CommitConflictError({since: since.commitId, tables: since.tables, commitId: Number(commitId), runId: String(other)})
   }
 }
 

@@ -66,6 +66,8 @@ export async function runGold(layout: LakeLayout, options: GoldOptions = {}): Pr
   // An incremental run decides new pairs' groups and splits from the gold it read; if another
   // gold run commits in between, its commit is refused (CommitConflictError) and the run
   // starts over from the new gold, so near-duplicates never end in two groups (or splits).
+  // A --full rebuild is refused and started over the same way, so that it never drops the
+  // pairs the other run committed (it is computed from silver, cheap to redo).
   const earlier = {commits: [] as number[], added: {} as Record<string, number>}
   for (let attempt = 1; ; attempt++) {
     try {
@@ -80,7 +82,7 @@ export async function runGold(layout: LakeLayout, options: GoldOptions = {}): Pr
   }
 }
 
-/** Attempts of an incremental gold run whose commit another gold run's commit made stale. */
+/** Attempts of a gold run whose commit another gold run's commit made stale. */
 const GOLD_ATTEMPTS = 5
 
 async function runGoldOnce(
@@ -99,8 +101,10 @@ async function runGoldOnce(
     ...(stalePairs > 0 ? {rebuilt_because: `${stalePairs} gold pairs no longer matched silver (silver was rebuilt)`} : {}),
   }
   const stage = await StageRun.begin(layout, 'gold', params, options, full ? [GOLD_PAIRS.id, GOLD_EXCLUDED.id] : [])
-  // A rebuild replaces gold whole and needs no guard; an incremental run builds on what it read.
-  if (!full) stage.unchangedSince = {commitId: inputCommit, tables: [GOLD_PAIRS.id, GOLD_EXCLUDED.id]}
+  // An incremental run builds on the gold it read; a rebuild would retire, with the old gold,
+  // pairs another run committed after it read silver. Either way, another run's commit to gold
+  // after that read refuses ours.
+  stage.unchangedSince = {commitId: inputCommit, tables: [GOLD_PAIRS.id, GOLD_EXCLUDED.id]}
   try {
     // Near-duplicate groups over the new images and the images gold already holds.
     const hashes = new Map<string, bigint>()

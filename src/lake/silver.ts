@@ -2,6 +2,7 @@ import {quotedString} from '@duckdb/node-api'
 import {readFile} from 'node:fs/promises'
 import os from 'node:os'
 
+import {CommitConflictError} from './commit.js'
 import {keyOf, sha256Hex} from './hashing.js'
 import {cleanCaption, CleanCaptionOptions, CLEANING_VERSION, DEFAULT_CLEAN_CAPTION_OPTIONS} from './captionClean.js'
 import {LakeLayout} from './layout.js'
@@ -44,9 +45,13 @@ export async function runSilver(layout: LakeLayout, options: SilverOptions = {})
     perceptual_hash_version: PERCEPTUAL_HASH_VERSION,
     full: Boolean(options.full),
   }
-  const {images, captions} = await pendingSilverWork(layout, Boolean(options.full), options)
+  const {images, captions, snapshot} = await pendingSilverWork(layout, Boolean(options.full), options)
   const replace = options.full ? [SILVER_IMAGES.id, SILVER_CAPTIONS.id, SILVER_CAPTION_SOURCES.id] : []
   const stage = await StageRun.begin(layout, 'silver', params, options, replace)
+  // A rebuild replaces silver with what it made from this snapshot: rows another run commits
+  // to silver meanwhile (incremental silver, model captions) would be retired with the old
+  // ones. Its commit is refused then (rebuildConflict), never those rows dropped.
+  if (options.full) stage.unchangedSince = {commitId: snapshot, tables: replace}
   // A rebuild replaces silver.captions whole: model captions are not silver's to recompute
   // (they cost model time), so they are carried into the new table unchanged.
   if (options.full) await carryModelCaptions(layout, stage.batch, options)
@@ -75,8 +80,22 @@ export async function runSilver(layout: LakeLayout, options: SilverOptions = {})
     }
     return await stage.finish(done)
   } catch (error) {
-    return stage.fail(error)
+    return stage.fail(error instanceof CommitConflictError && options.full ? rebuildConflict(error) : error)
   }
+}
+
+/**
+ * A refused `silver --full` commit. Not retried (unlike gold): the rebuild decodes every image
+ * again, and the other writer (typically `watch --then silver`, or `etl run caption`) would
+ * likely commit again meanwhile.
+ */
+function rebuildConflict(error: CommitConflictError): CommitConflictError {
+  const {since, commitId, runId} = error.conflict
+  return new CommitConflictError(
+    error.conflict,
+    `silver --full: run ${runId} committed to silver (commit ${commitId}) while this rebuild ran from commit ${since}; replacing silver would have dropped its rows, so the rebuild was not committed`,
+    'Run `mlcap etl run silver --full` again when no other silver or caption run is going (pause `mlcap watch --then silver` meanwhile); the rebuild then includes what that run added.',
+  )
 }
 
 async function carryModelCaptions(layout: LakeLayout, batch: StagedBatch, options: StageOptions): Promise<void> {
@@ -101,7 +120,8 @@ interface BronzeCaption {
 }
 
 /**
- * Images and captions in bronze that silver has not processed (all of them with `full`).
+ * Images and captions in bronze that silver has not processed (all of them with `full`),
+ * and the commit they were read at (`snapshot`).
  * Captions come in the order bronze committed them: when several clean to one silver
  * caption, the first one processed gives the row its provenance (bronze_caption_id,
  * raw_text, source_kind, source_file), and in commit order that is the earliest found,
@@ -111,7 +131,7 @@ export async function pendingSilverWork(
   layout: LakeLayout,
   full: boolean,
   options: StageOptions = {},
-): Promise<{images: string[]; captions: BronzeCaption[]}> {
+): Promise<{images: string[]; captions: BronzeCaption[]; snapshot: number}> {
   const reader = await LakeReader.open(layout, options)
   try {
     const c = reader.connection
@@ -129,7 +149,7 @@ export async function pendingSilverWork(
          ORDER BY commit_id, caption_id`,
       )
     ).getRowObjectsJson() as unknown as BronzeCaption[]
-    return {images, captions}
+    return {images, captions, snapshot: reader.snapshot.commitId}
   } finally {
     reader.close()
   }
