@@ -7,12 +7,14 @@
  * manifest, which never looks complete, and the next export to the same `outDir` on this
  * host removes it once its process is gone. An existing non-empty `outDir` is kept unless
  * `overwrite: true`, and then only if it is an earlier mlcap export (it has a manifest):
- * it is replaced after the new export is complete.
+ * it is replaced after the new export is complete. Two exports to one folder at once never
+ * leave it half-replaced: see publish.
  */
 import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
 import {setImmediate as yieldToEventLoop} from 'node:timers/promises'
 import {mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
+import type {Stats} from 'node:fs'
 import {basename, dirname, join, resolve} from 'node:path'
 import {MlcapError, UsageError} from '../lake/errors.js'
 import {sha256Hex} from '../lake/hashing.js'
@@ -110,20 +112,41 @@ function checkOptions(options: ExportOptions): {shardSize: number; maxShardBytes
 }
 
 async function folderState(path: string): Promise<'absent' | 'empty' | 'export' | 'other'> {
-  let info
+  const info = await statOrNull(path)
+  if (info === null) return 'absent'
+  if (!info.isDirectory()) return 'other'
+  let state: 'empty' | 'export' | 'other'
   try {
-    info = await stat(path)
+    if ((await readdir(path)).length === 0) return 'empty'
+    // a damaged manifest: not something we may delete
+    state = (await readManifest(path).catch(() => null)) === null ? 'other' : 'export'
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'absent'
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    state = 'other' // gone while we looked: see below
+  }
+  if (state === 'other') {
+    // An export that another export moves aside while we look at it reads as a folder without
+    // a manifest: tell that apart from a folder that really is someone else's.
+    const now = await statOrNull(path)
+    if (now === null || now.ino !== info.ino || now.dev !== info.dev) throw exportConflict(path)
+  }
+  return state
+}
+
+async function statOrNull(path: string): Promise<Stats | null> {
+  try {
+    return await stat(path)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null
     throw error
   }
-  if (!info.isDirectory()) return 'other'
-  if ((await readdir(path)).length === 0) return 'empty'
-  try {
-    return (await readManifest(path)) === null ? 'other' : 'export'
-  } catch {
-    return 'other' // a damaged manifest: not something we may delete
-  }
+}
+
+/** Another export to the same folder moved it or put its own there while this one was publishing. */
+function exportConflict(outDir: string): MlcapError {
+  return new MlcapError('EXPORT_CONFLICT', `export: another export replaced ${outDir} at the same time as this one; this one was not published, and the folder is left to the other`, {
+    hint: `check what is there with: mlcap export verify ${outDir} (its manifest.json records the arguments it was made with); run this export again if you need its result. Run one export to a folder at a time.`,
+  })
 }
 
 function refuseOutDir(outDir: string, state: 'export' | 'other'): MlcapError {
@@ -173,24 +196,46 @@ async function removeAbandonedStaging(outDir: string): Promise<void> {
   for (const name of abandoned('partial')) await rm(join(dirname(outDir), name), {recursive: true, force: true})
 }
 
-/** Moves the finished staging folder into place; replaces an earlier export only when allowed. */
+/**
+ * Moves the finished staging folder into place; replaces an earlier export only when allowed.
+ * Two exports to one folder at once: the last to publish wins, and one that finds the folder
+ * taken (or moved aside) under it fails with EXPORT_CONFLICT, leaving the other's export in
+ * place and nothing of its own beside it (writeExport removes its staging folder).
+ */
 async function publish(staging: string, outDir: string, overwrite: boolean): Promise<boolean> {
   const state = await folderState(outDir)
   if (state === 'absent' || state === 'empty') {
-    await rename(staging, outDir) // rename(2) replaces an empty folder; fails if one appeared with files in it
+    // rename(2) replaces an empty folder; it fails if another export put its own there meanwhile
+    await rename(staging, outDir).catch(conflictWhen(outDir, 'ENOTEMPTY', 'EEXIST'))
     return false
   }
   if (state === 'other' || !overwrite) throw refuseOutDir(outDir, state)
   const old = siblingPath(outDir, 'old')
-  await rename(outDir, old)
+  await rename(outDir, old).catch(conflictWhen(outDir, 'ENOENT')) // another export moved it aside first
   try {
     await rename(staging, outDir)
   } catch (error) {
+    if (isCode(error, 'ENOTEMPTY', 'EEXIST')) {
+      // Another export moved its own in between our two renames: it replaced the one we moved aside.
+      await rm(old, {recursive: true, force: true})
+      throw exportConflict(outDir)
+    }
     await rename(old, outDir)
     throw error
   }
   await rm(old, {recursive: true, force: true})
   return true
+}
+
+function isCode(error: unknown, ...codes: string[]): boolean {
+  return codes.includes((error as NodeJS.ErrnoException).code ?? '')
+}
+
+/** A rejection handler: EXPORT_CONFLICT for errors with one of `codes`, any other error as it is. */
+function conflictWhen(outDir: string, ...codes: string[]): (error: unknown) => never {
+  return (error) => {
+    throw isCode(error, ...codes) ? exportConflict(outDir) : error
+  }
 }
 
 export async function writeExport(samples: AsyncIterable<ExportSample> | Iterable<ExportSample>, options: ExportOptions): Promise<ExportSummary> {

@@ -113,6 +113,50 @@ test('an existing export is kept unless overwrite; overwrite replaces it only on
   assert.deepEqual(await readdir(root), ['out'], 'no staging or old folders left')
 })
 
+test('exports to one folder at the same time: each publishes or fails with EXPORT_CONFLICT, and one complete export is left, nothing beside it', {timeout: 120_000}, async (t) => {
+  const samples = (await makeSamples()).slice(0, 4)
+  const root = await tempDir(t)
+  const out = join(root, 'out')
+  const racers = 4
+  let conflicts = 0
+  // Races are timing: rounds of `racers` exports whose sample streams end together, so they
+  // publish at about the same moment, until a few lost (every round must end well either way).
+  for (let round = 0; round < 40 && conflicts < 3; round++) {
+    let arrived = 0
+    let release!: () => void
+    const together = new Promise<void>((resolve) => (release = resolve))
+    async function* stream() {
+      yield* samples
+      if (++arrived === racers) release()
+      await together
+    }
+    const results = await Promise.allSettled(
+      Array.from({length: racers}, (_, n) =>
+        writeExport(stream(), {format: 'jsonl', outDir: out, captions: 'first', manifestInfo: {round, n}, overwrite: true}),
+      ),
+    )
+    const published = new Set<number>()
+    for (const [n, result] of results.entries()) {
+      if (result.status === 'fulfilled') {
+        published.add(n)
+        continue
+      }
+      const error = result.reason as {code?: string; message: string; hint?: string}
+      assert.equal(error.code, 'EXPORT_CONFLICT', `round ${round}, export ${n}: ${error.message}`)
+      assert.equal(error.message, `export: another export replaced ${out} at the same time as this one; this one was not published, and the folder is left to the other`)
+      assert.match(error.hint ?? '', /mlcap export verify .*run this export again/)
+      conflicts++
+    }
+    assert.ok(published.size >= 1, `round ${round}: no export was published`)
+    assert.deepEqual(await verifyExport(out), {ok: true, problems: []}, `round ${round}`)
+    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'))
+    assert.equal(manifest.created_from.round, round)
+    assert.ok(published.has(manifest.created_from.n), `round ${round}: the folder holds export ${manifest.created_from.n}, which failed`)
+    assert.deepEqual(await readdir(root), ['out'], `round ${round}: no staging or old folders left`)
+  }
+  assert.ok(conflicts >= 1, 'no round had an export lose the race: the test did not test it')
+})
+
 test('a non-empty folder that is not an export is never replaced, even with overwrite; an empty one is used', async (t) => {
   const samples = await makeSamples()
   const root = await tempDir(t)
