@@ -55,6 +55,11 @@ export abstract class LakeCommand<T extends typeof Command> extends Command {
     if (!this.jsonEnabled()) this.logToStderr(message)
   }
 
+  /** Warnings of a result (problems that did not undo its work): on stderr; with --json they are in the result. */
+  protected noteWarnings(warnings: readonly string[] | undefined): void {
+    for (const warning of warnings ?? []) this.note(`${chalk.yellow('Warning:')} ${warning}`)
+  }
+
   protected override async catch(error: Interfaces.CommandError): Promise<unknown> {
     const debug = Boolean(this.flags?.debug) || /(^|,)mlcap/.test(process.env.DEBUG ?? '')
     if (error instanceof MlcapError) {

@@ -49,6 +49,7 @@ The replaced files move out of the table folders to <lake>/_retired/, so tools r
           : `Compacted ${compacted} table(s) in ${summary.seconds.toFixed(1)} s (run ${summary.runId}); replaced files are in _retired/ until mlcap gc.`,
       )
     }
+    this.noteWarnings(summary.warnings)
     return summary
   }
 }

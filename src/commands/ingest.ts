@@ -51,6 +51,7 @@ Bad inputs (truncated or non-image files, decompression bombs, SVG, symlinks lea
       interrupt.dispose()
     }
     this.printSummary(summary)
+    this.noteWarnings(summary.warnings)
     // Non-zero so `mlcap ingest … && mlcap etl run all` does not go on with half the input.
     if (summary.status === 'interrupted') process.exitCode = EXIT.interrupted
     if (this.flags.strict && summary.rejects.total > 0) {

@@ -111,6 +111,7 @@ Ctrl-C or SIGTERM commits what of the batch in flight is complete and exits 0 (a
         break
       case 'stage_finished':
         line.note(`stage ${e.stage} ${e.status} in ${e.seconds.toFixed(1)} s${e.error ? `: ${e.error}` : ''}`)
+        for (const warning of e.warnings ?? []) line.note(`Warning: ${warning}`)
         break
       case 'error':
         line.note(`Error: ${e.message}${e.hint ? `\nHint: ${e.hint}` : ''}`)

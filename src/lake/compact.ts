@@ -5,7 +5,7 @@ import {CatalogOptions, withCatalog} from './catalog.js'
 import {newDataFile, nextCommitId, PARQUET_OPTIONS, promote, recordCommit, recordFile, retireFiles} from './commit.js'
 import {invalidParameter, MlcapError} from './errors.js'
 import {LakeLayout} from './layout.js'
-import {beginRun, finishRun, Run} from './runs.js'
+import {beginRun, finishCommittedRun, finishRun, Run} from './runs.js'
 import {allTables, getTable, TableDef} from './schema.js'
 import {StagedBatch} from './staging.js'
 
@@ -57,6 +57,8 @@ export interface CompactSummary {
   runId: string
   tables: TableCompaction[]
   seconds: number
+  /** Problems that did not undo the work (the end of the run could not be recorded); absent when none. */
+  warnings?: string[]
 }
 
 interface LiveFile {
@@ -106,12 +108,13 @@ export async function compactLake(
     if (!options.run) await finishRun(layout, run, {status: 'failed', error: (error as Error).message}, options).catch(() => undefined)
     throw error
   }
+  let warning: string | undefined
   if (!options.run) {
     const rowsIn = tables.reduce((n, t) => n + t.filesBefore, 0)
     const rowsOut = tables.reduce((n, t) => n + t.filesAfter, 0)
-    await finishRun(layout, run, {status: 'succeeded', rowsIn, rowsOut}, options)
+    warning = await finishCommittedRun(layout, run, {status: 'succeeded', rowsIn, rowsOut}, options)
   }
-  return {runId: run.runId, tables, seconds: (Date.now() - started) / 1000}
+  return {runId: run.runId, tables, seconds: (Date.now() - started) / 1000, ...(warning ? {warnings: [warning]} : {})}
 }
 
 /**

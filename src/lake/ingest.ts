@@ -12,7 +12,7 @@ import {probeImage} from './probe.js'
 import {withLakeReader} from './reader.js'
 import {isIngestRejection} from './rejection.js'
 import type {RejectReason} from './rejectReasons.js'
-import {beginRun, finishRun, Run} from './runs.js'
+import {beginRun, finishCommittedRun, finishRun, Run} from './runs.js'
 import {checkComplete, SNIFF_HEAD_BYTES, sniffImageFormat} from './sniff.js'
 import {forEachLimited} from './stageRun.js'
 import {StagedBatch} from './staging.js'
@@ -62,6 +62,8 @@ export interface IngestSummary {
   rejects: {total: number; new: number; byReason: Record<string, number>}
   skipped: {hidden: number}
   seconds: number
+  /** Problems that did not undo the work (the end of the run could not be recorded); absent when none. */
+  warnings?: string[]
 }
 
 export const INGEST_DEFAULTS = Object.freeze({
@@ -112,13 +114,13 @@ export async function ingest(layout: LakeLayout, roots: string[], options: Inges
   )
   try {
     const summary = await ingestFiles(layout, run, walkInputs(absoluteRoots), {...options, known})
-    await finishRun(
+    const warning = await finishCommittedRun(
       layout,
       run,
       {status: summary.status, rowsIn: summary.filesSeen, rowsOut: summary.images.new, rejects: summary.rejects.byReason},
       options,
     )
-    return summary
+    return warning ? {...summary, warnings: [warning]} : summary
   } catch (error) {
     await finishRun(layout, run, {status: 'failed', error: (error as Error).message}, options).catch(() => undefined)
     throw error

@@ -3,6 +3,7 @@ import {randomBytes} from 'node:crypto'
 import os from 'node:os'
 
 import {CatalogOptions, withCatalog} from './catalog.js'
+import {LakeBusyError} from './errors.js'
 import {LakeLayout} from './layout.js'
 
 /**
@@ -87,6 +88,31 @@ export async function finishRun(
       ),
     options,
   )
+}
+
+/**
+ * Records the end of a run whose work is done and committed. Recording it can time out
+ * waiting for the catalog (another process holding it past the lock timeout); that must not
+ * turn the run into a failure (exit 3) when its data is committed: the commits stand, and the
+ * run row stays 'running' until this process exits, then reads as interrupted (runAbandoned)
+ * and the next writer records it so. Returns the warning to pass on then.
+ */
+export async function finishCommittedRun(
+  layout: LakeLayout,
+  run: Run,
+  outcome: RunOutcome,
+  options: CatalogOptions = {},
+): Promise<string | undefined> {
+  try {
+    await finishRun(layout, run, outcome, options)
+    return undefined
+  } catch (error) {
+    if (!(error instanceof LakeBusyError)) throw error
+    return (
+      `${run.stage}: the work is committed, but recording the end of run ${run.runId} in lake.runs failed (${error.message}). ` +
+      'Nothing needs redoing: lake.runs shows the run as running until this process exits, then as interrupted, with its commits kept'
+    )
+  }
 }
 
 export function processAlive(pid: number): boolean {

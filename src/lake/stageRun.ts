@@ -1,7 +1,7 @@
 import {CatalogOptions} from './catalog.js'
 import {commitBatch} from './commit.js'
 import {LakeLayout} from './layout.js'
-import {beginRun, finishRun, Run, RunStage} from './runs.js'
+import {beginRun, finishCommittedRun, finishRun, Run, RunStage} from './runs.js'
 import {StagedBatch} from './staging.js'
 
 /** What every ETL stage run reports (and `etl run --json` prints). */
@@ -17,6 +17,8 @@ export interface StageSummary {
   commits: number[]
   seconds: number
   params: Record<string, unknown>
+  /** Problems that did not undo the work (the end of the run could not be recorded); absent when none. */
+  warnings?: string[]
 }
 
 export interface StageOptions extends CatalogOptions {
@@ -105,7 +107,7 @@ export class StageRun {
     // A rebuild that found nothing still replaced its tables (emptied them): that is not "nothing to do".
     const status = aborted ? 'interrupted' : rowsIn === 0 && this.commits.length === 0 ? 'nothing_to_do' : 'succeeded'
     const rowsOut = Object.values(this.added).reduce((a, b) => a + b, 0)
-    await finishRun(
+    const warning = await finishCommittedRun(
       this.layout,
       this.run,
       {status: status === 'interrupted' ? 'interrupted' : 'succeeded', rowsIn, rowsOut, rejects: this.rejects},
@@ -121,6 +123,7 @@ export class StageRun {
       commits: this.commits,
       seconds: (Date.now() - this.started) / 1000,
       params: this.run.params,
+      ...(warning ? {warnings: [warning]} : {}),
     }
   }
 

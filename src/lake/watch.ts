@@ -139,6 +139,8 @@ export type WatchEvent = At &
         runId?: string
         added?: Record<string, number>
         error?: string
+        /** StageSummary.warnings, when there are any. */
+        warnings?: string[]
       }
     | {type: 'error'; code: string; message: string; hint?: string}
     | {type: 'stopped'; reason: string; totals: WatchStatus}
@@ -928,7 +930,10 @@ class WatchSession implements Watcher {
         this.emit({type: 'stage_started', at: iso(), stage: name, trigger: due.trigger})
         try {
           const summary = await stages.STAGES[name].run(this.layout, {signal: this.abort.signal, lockTimeoutMs: this.options.lockTimeoutMs})
-          this.emit({type: 'stage_finished', at: iso(), stage: name, status: summary.status, seconds: (now() - started) / 1000, runId: summary.runId, added: summary.added})
+          this.emit({
+            type: 'stage_finished', at: iso(), stage: name, status: summary.status, seconds: (now() - started) / 1000, runId: summary.runId, added: summary.added,
+            ...(summary.warnings ? {warnings: summary.warnings} : {}),
+          })
         } catch (error) {
           this.counters.stageFailures++
           const message = (error as Error).message

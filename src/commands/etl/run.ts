@@ -109,6 +109,7 @@ gold: pairs ok images with ok captions, applies the quality filters, groups near
           })
           summaries.push(summary)
           this.printSummary(summary)
+          this.noteWarnings(summary.warnings)
         } finally {
           progress.stop()
         }
