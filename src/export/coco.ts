@@ -32,7 +32,7 @@ export function createCocoWriter(options: WriterOptions): FormatWriter {
     await ensureDir(join(dir, 'images'))
     const json = await FileSink.create(join(dir, 'captions.json'), options.hashes)
     const info = {description: `mlcap export, split ${split}`, version: options.mlcapVersion, split}
-    await json.write(`{"info": ${JSON.stringify(info)},\n"images": [\n`)
+    json.write(`{"info": ${JSON.stringify(info)},\n"images": [\n`)
     const files = {json, annotations: await FileSink.create(join(dir, '.annotations.partial')), images: 0, annotationCount: 0}
     splits.set(split, files)
     return files
@@ -40,9 +40,9 @@ export function createCocoWriter(options: WriterOptions): FormatWriter {
 
   async function finishSplit(split: Split, files: SplitFiles): Promise<void> {
     await files.annotations.close()
-    await files.json.write('\n],\n"annotations": [\n')
-    for await (const chunk of createReadStream(files.annotations.path)) await files.json.write(chunk as Buffer)
-    await files.json.write('\n]}\n')
+    files.json.write('\n],\n"annotations": [\n')
+    for await (const chunk of createReadStream(files.annotations.path)) files.json.write(chunk as Buffer)
+    files.json.write('\n]}\n')
     await files.json.close()
     await rm(files.annotations.path)
     splits.delete(split)
@@ -54,10 +54,10 @@ export function createCocoWriter(options: WriterOptions): FormatWriter {
       const imageId = nextImageId++
       await writeNewFile(join(options.dir, sample.split, 'images', imageFileName(sample)), sample.image, options.hashes, imageCheck(sample, options))
       const image = {id: imageId, file_name: imageFileName(sample), width: sample.width, height: sample.height, sha256: sample.sha256}
-      await files.json.write(`${files.images++ === 0 ? '' : ',\n'}${JSON.stringify(image)}`)
+      files.json.write(`${files.images++ === 0 ? '' : ',\n'}${JSON.stringify(image)}`)
       for (const caption of selectedCaptions(sample, options.captions)) {
         const annotation = {id: nextAnnotationId++, image_id: imageId, caption: caption.text, caption_id: caption.captionId, source: caption.source}
-        await files.annotations.write(`${files.annotationCount++ === 0 ? '' : ',\n'}${JSON.stringify(annotation)}`)
+        files.annotations.write(`${files.annotationCount++ === 0 ? '' : ',\n'}${JSON.stringify(annotation)}`)
       }
     },
     async finish() {

@@ -33,7 +33,7 @@ export function createImageFolderWriter(options: WriterOptions): FormatWriter {
         metadata.set(sample.split, sink)
       }
       await writeNewFile(join(dir, imageFileName(sample)), sample.image, options.hashes, imageCheck(sample, options))
-      await sink.write(`${JSON.stringify(imageFolderMetadata(sample, options))}\n`)
+      sink.write(`${JSON.stringify(imageFolderMetadata(sample, options))}\n`)
     },
     async finish() {
       for (const sink of metadata.values()) await sink.close()

@@ -33,8 +33,8 @@ export type ParquetRow = Record<string, Value | string[] | Record<string, Value>
 /** Where the bytes go: an append-only sink that knows how much it has accepted (FileSink). */
 export interface ParquetSink {
   readonly bytes: number
-  /** Appends `chunk`; with `check`, verifies the chunk hashes to it (FileSink does). */
-  write(chunk: Uint8Array, check?: ContentCheck): Promise<void>
+  /** Appends `chunk` (synchronously: see FileSink); with `check`, verifies the chunk hashes to it (FileSink does). */
+  write(chunk: Uint8Array, check?: ContentCheck): void
 }
 
 export interface ParquetWriterOptions {
@@ -120,42 +120,42 @@ export class ParquetWriter {
     let bytes = 0
     for (const leaf of this.leaves) for (const value of leaf.valuesOf(row)) bytes += typeof value === 'number' ? 4 : typeof value === 'string' ? value.length : bytesOf(value).byteLength
     if (this.options.streamFirstColumn) {
-      await this.start()
+      this.start()
       const leaf = this.leaves[0]
       this.streamed ??= {leaf, offset: this.sink.bytes, bytes: 0, values: 0}
       const page = encodePage(leaf, [row], 0)
-      await this.writePage(page)
+      this.writePage(page)
       this.streamed.bytes += page.bytes
       this.streamed.values += page.values
     }
     this.rows.push(row)
     this.rowBytes += bytes
-    if (this.rows.length >= this.options.rowGroupSize || this.rowBytes >= (this.options.maxRowGroupBytes ?? MAX_ROW_GROUP_BYTES)) await this.flushRowGroup()
+    if (this.rows.length >= this.options.rowGroupSize || this.rowBytes >= (this.options.maxRowGroupBytes ?? MAX_ROW_GROUP_BYTES)) this.flushRowGroup()
   }
 
   /** Writes the last row group and the footer. Does not close the sink. */
   async finish(): Promise<void> {
     if (this.finished) return
-    await this.flushRowGroup()
-    await this.start()
+    this.flushRowGroup()
+    this.start()
     this.finished = true
     const footer = this.footer()
     const tail = Buffer.alloc(8)
     tail.writeUInt32LE(footer.length, 0)
     tail.write('PAR1', 4, 'ascii')
-    await this.sink.write(footer)
-    await this.sink.write(tail)
+    this.sink.write(footer)
+    this.sink.write(tail)
   }
 
-  private async start(): Promise<void> {
+  private start(): void {
     if (this.started) return
     this.started = true
-    await this.sink.write(Buffer.from('PAR1', 'ascii'))
+    this.sink.write(Buffer.from('PAR1', 'ascii'))
   }
 
-  private async flushRowGroup(): Promise<void> {
+  private flushRowGroup(): void {
     if (this.rows.length === 0) return
-    await this.start()
+    this.start()
     const rows = this.rows
     const streamed = this.streamed
     this.rows = []
@@ -167,7 +167,7 @@ export class ParquetWriter {
       let start = 0
       while (start < rows.length) {
         const page = encodePage(leaf, rows, start)
-        await this.writePage(page)
+        this.writePage(page)
         chunk.bytes += page.bytes
         chunk.values += page.values
         start = page.end
@@ -178,8 +178,11 @@ export class ParquetWriter {
     this.groups.push(group)
   }
 
-  private async writePage(page: {parts: Array<Uint8Array | CheckedBytes>}): Promise<void> {
-    for (const part of page.parts) await (part instanceof Uint8Array ? this.sink.write(part) : this.sink.write(part.data, part.check))
+  private writePage(page: {parts: Array<Uint8Array | CheckedBytes>}): void {
+    for (const part of page.parts) {
+      if (part instanceof Uint8Array) this.sink.write(part)
+      else this.sink.write(part.data, part.check)
+    }
   }
 
   private footer(): Buffer {

@@ -44,10 +44,10 @@ function createRowsWriter(options: WriterOptions, fileName: string, header: stri
       if (!sink) {
         await ensureDir(join(options.dir, 'images'))
         sink = await FileSink.create(join(options.dir, fileName), options.hashes)
-        await sink.write(header)
+        sink.write(header)
       }
       await writeNewFile(join(options.dir, 'images', imageFileName(sample)), sample.image, options.hashes, imageCheck(sample, options))
-      for (const row of rowsOf(sample, options)) await sink.write(line(row, sample))
+      for (const row of rowsOf(sample, options)) sink.write(line(row, sample))
     },
     async finish() {
       await sink?.close()

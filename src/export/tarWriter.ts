@@ -12,8 +12,8 @@ export const TAR_BLOCK = 512
 export const TAR_RECORD = 10240
 
 export interface ByteSink {
-  /** Appends `chunk`; with `check`, the sink verifies the chunk hashes to it (FileSink does). */
-  write(chunk: Uint8Array, check?: ContentCheck): Promise<void>
+  /** Appends `chunk` (synchronously: see FileSink); with `check`, the sink verifies the chunk hashes to it (FileSink does). */
+  write(chunk: Uint8Array, check?: ContentCheck): void
 }
 
 const MAX_OCTAL_SIZE = 8 ** 11 - 1 // what an 11-digit size field holds (8 GiB - 1)
@@ -149,25 +149,25 @@ export class TarWriter {
     const headers = entryHeaders(name, data.length)
     const pad = padding(data.length)
     if (check === undefined && data.length <= SMALL_ENTRY_BYTES) {
-      // a small entry (a sample's .json or .txt) in one write: one turn of the sink, not three
-      await this.put(Buffer.concat([...headers, data, ZERO_BLOCK.subarray(0, pad)]))
+      // a small entry (a sample's .json or .txt) in one write, not three
+      this.put(Buffer.concat([...headers, data, ZERO_BLOCK.subarray(0, pad)]))
       return
     }
-    for (const block of headers) await this.put(block)
-    await this.put(data, check)
-    if (pad) await this.put(ZERO_BLOCK.subarray(0, pad))
+    for (const block of headers) this.put(block)
+    this.put(data, check)
+    if (pad) this.put(ZERO_BLOCK.subarray(0, pad))
   }
 
   /** Writes the end-of-archive marker and record padding. Does not close the sink. */
   async finish(): Promise<void> {
     if (this.finished) return
     this.finished = true
-    await this.put(Buffer.alloc(TarWriter.trailerBytes(this.written)))
+    this.put(Buffer.alloc(TarWriter.trailerBytes(this.written)))
   }
 
-  private async put(chunk: Uint8Array, check?: ContentCheck): Promise<void> {
+  private put(chunk: Uint8Array, check?: ContentCheck): void {
     if (chunk.length === 0) return
-    await this.sink.write(chunk, check)
+    this.sink.write(chunk, check)
     this.written += chunk.length
   }
 }
