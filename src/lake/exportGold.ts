@@ -107,6 +107,8 @@ interface Row {
   height: number
   captions: string
   key_uses: number
+  /** Images selected (the same in every row). */
+  total: number
   normalized_sha256: string | null
   normalized_format: string | null
   normalized_bytes: number | null
@@ -178,25 +180,12 @@ async function openSelection(reader: LakeReader, settings: Settings): Promise<{t
         FROM picked GROUP BY sha256)`
   const splitFilter = `($split = 'all' OR split = $split)`
   const values = {split: settings.split}
-  const counts = (
-    await runWhere(settings, () =>
-      c.runAndReadAll(
-        `WITH ${images}
-         SELECT (SELECT count(*) FROM gold.pairs) AS pairs, (SELECT count(*) FROM picked) AS picked,
-                (SELECT count(*) FROM images WHERE ${splitFilter}) AS images`,
-        values,
-      ),
-    )
-  ).getRowObjectsJson()[0]
-  const total = Math.min(Number(counts.images), settings.limit ?? Infinity)
-  if (total === 0) throw emptySelection(reader.snapshot.commitId, settings, Number(counts.pairs), Number(counts.picked))
-
   const result = await runWhere(settings, () =>
     c.stream(
       `WITH ${images},
        chosen AS (SELECT * FROM images WHERE ${splitFilter} ${settings.limit === null ? '' : `ORDER BY sha256 LIMIT ${settings.limit}`})
        SELECT x.sha256, x.split, x.group_id, x.image.sha256 AS image_sha256, x.image.width AS width, x.image.height AS height, x.captions,
-              count(*) OVER (PARTITION BY left(x.sha256, 16)) AS key_uses,
+              count(*) OVER (PARTITION BY left(x.sha256, 16)) AS key_uses, count(*) OVER () AS total,
               s.normalized_sha256, s.normalized_format, s.normalized_bytes, b.bytes AS original_bytes, b.format AS original_format, b.width AS original_width, b.height AS original_height
          FROM chosen x LEFT JOIN silver.images s USING (sha256) LEFT JOIN bronze.images b USING (sha256)
         ORDER BY x.split, x.sha256`,
@@ -206,8 +195,17 @@ async function openSelection(reader: LakeReader, settings: Settings): Promise<{t
   const chunks = result.yieldRowObjectJson()
   // The first chunk makes DuckDB sort the whole selection: every data file is read now.
   const first = await runWhere(settings, () => chunks.next())
+  const firstRows = first.done ? [] : (first.value as unknown as Row[])
+  if (firstRows.length === 0) {
+    // Nothing selected: count what each filter kept, to say which one selected nothing.
+    const counts = (
+      await c.runAndReadAll(`WITH ${images} SELECT (SELECT count(*) FROM gold.pairs) AS pairs, (SELECT count(*) FROM picked) AS picked`)
+    ).getRowObjectsJson()[0]
+    throw emptySelection(reader.snapshot.commitId, settings, Number(counts.pairs), Number(counts.picked))
+  }
+  const total = Number(firstRows[0].total)
   async function* rows(): AsyncGenerator<Row> {
-    if (!first.done) yield* first.value as unknown as Row[]
+    yield* firstRows
     for (;;) {
       const next = await chunks.next()
       if (next.done) return
