@@ -50,8 +50,62 @@ export type WalkOptions = {
 
 type Root = {given: string; real: string; isDir: boolean}
 
-/** A directory entry with its name as bytes (as listed) and as text (as mlcap records it). */
-type Named = {dirent: Dirent<Buffer>; name: string}
+/** What a directory entry is, as its listing says (no stat). */
+const enum EntryType {
+  Other = 0,
+  File = 1,
+  Dir = 2,
+  Link = 3,
+}
+
+/**
+ * One folder's entries, sorted by name: the names as text (as mlcap records them), their
+ * types, and the bytes of the few names that are not UTF-8. Compact on purpose — a flat
+ * folder of 20,000 images is held for its whole walk, and a Dirent with a Buffer name plus a
+ * wrapper costs ~300 bytes of heap per entry against ~50 here.
+ */
+type Listing = {names: string[]; types: Uint8Array; notUtf8: Map<number, Buffer>}
+
+/** A listing entry with its name as bytes (only kept for names that are not UTF-8) and as text. */
+type Named = {name: string; type: EntryType; bytes: Buffer | undefined}
+
+function entryType(dirent: Dirent<Buffer>): EntryType {
+  if (dirent.isDirectory()) return EntryType.Dir
+  if (dirent.isFile()) return EntryType.File
+  if (dirent.isSymbolicLink()) return EntryType.Link
+  return EntryType.Other
+}
+
+/**
+ * Lists a folder with names as bytes (a name that is not UTF-8 would come back as text that
+ * opens nothing), streaming the entries so no array of Dirents is ever held, and sorts them by
+ * name (code units; equal texts — only possible with names that are not UTF-8 — by their bytes).
+ */
+async function listFolder(dirReal: string): Promise<Listing> {
+  const names: string[] = []
+  const types: EntryType[] = []
+  const bytesOf = new Map<number, Buffer>()
+  // 'buffer' works for opendir as for readdir (names come back as Buffers); @types/node only lists the text encodings.
+  const dir = await fs.opendir(dirReal, {encoding: 'buffer' as BufferEncoding, bufferSize: 256})
+  for await (const dirent of dir as unknown as AsyncIterable<Dirent<Buffer>>) {
+    const raw = dirent.name
+    if (!isUtf8(raw)) bytesOf.set(names.length, raw)
+    names.push(raw.toString('utf8'))
+    types.push(entryType(dirent))
+  }
+  const bytes = (i: number): Buffer => bytesOf.get(i) ?? Buffer.from(names[i], 'utf8')
+  const order = Uint32Array.from(names.keys())
+  order.sort((a, b) => compareNames(names[a], names[b]) || (bytesOf.size > 0 ? Buffer.compare(bytes(a), bytes(b)) : 0) || a - b)
+  const listing: Listing = {names: new Array<string>(order.length), types: new Uint8Array(order.length), notUtf8: new Map()}
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k]
+    listing.names[k] = names[i]
+    listing.types[k] = types[i]
+    const raw = bytesOf.get(i)
+    if (raw) listing.notUtf8.set(k, raw)
+  }
+  return listing
+}
 
 type Inspected =
   | {type: 'file'; path: string; size: number; mtimeMs: number}
@@ -142,20 +196,20 @@ export async function* walkInputs(roots: readonly string[], opts: WalkOptions = 
   }
 
   async function* walkDir(rootReal: string, dirReal: string, dirRel: string, ancestors: string[]): AsyncGenerator<WalkEntry, void, undefined> {
-    let raw: Array<Dirent<Buffer>>
+    let listing: Listing
     try {
-      // Names as bytes: a name that is not UTF-8 would come back as text that opens nothing.
-      raw = await fs.readdir(dirReal, {withFileTypes: true, encoding: 'buffer'})
+      listing = await listFolder(dirReal)
     } catch (error) {
       yield {kind: 'reject', path: dirReal, root: rootReal, ...readFailure('folder', dirReal, error)}
       return
     }
-    const entries: Named[] = raw.map((dirent) => ({dirent, name: dirent.name.toString('utf8')}))
-    entries.sort((a, b) => compareNames(a.name, b.name))
     const chain = [...ancestors, dirReal]
 
-    for (let start = 0; start < entries.length; start += concurrency) {
-      const window = entries.slice(start, start + concurrency)
+    for (let start = 0; start < listing.names.length; start += concurrency) {
+      const window: Named[] = []
+      for (let k = start; k < Math.min(start + concurrency, listing.names.length); k++) {
+        window.push({name: listing.names[k], type: listing.types[k], bytes: listing.notUtf8.get(k)})
+      }
       // Start the stat()s of the whole window, consume them in order.
       const pending = window.map((entry) =>
         !includeHidden && entry.name.startsWith('.') ? Promise.resolve(null) : inspectEntry(dirReal, entry),
@@ -194,13 +248,13 @@ export async function* walkInputs(roots: readonly string[], opts: WalkOptions = 
   }
 
   /** Never rejects: every failure becomes a `reject` result. */
-  async function inspectEntry(dirReal: string, {dirent: entry, name}: Named): Promise<Inspected> {
+  async function inspectEntry(dirReal: string, {name, type, bytes}: Named): Promise<Inspected> {
     const entryPath = path.join(dirReal, name)
-    if (!isUtf8(entry.name)) return {type: 'reject', path: entryPath, ...nameNotUtf8(dirReal, entry.name, entry.isDirectory())}
+    if (bytes) return {type: 'reject', path: entryPath, ...nameNotUtf8(dirReal, bytes, type === EntryType.Dir)}
     try {
-      if (entry.isDirectory()) return {type: 'dir', real: entryPath, viaLink: false}
-      if (entry.isFile()) return await inspectFile(entryPath, entryPath)
-      if (entry.isSymbolicLink()) return await inspectLink(entryPath)
+      if (type === EntryType.Dir) return {type: 'dir', real: entryPath, viaLink: false}
+      if (type === EntryType.File) return await inspectFile(entryPath, entryPath)
+      if (type === EntryType.Link) return await inspectLink(entryPath)
       return {type: 'reject', path: entryPath, reason: 'not_a_regular_file', message: notRegularMessage(entryPath)}
     } catch (error) {
       return {type: 'reject', path: entryPath, ...readFailure('file', entryPath, error)}
