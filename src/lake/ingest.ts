@@ -113,7 +113,10 @@ export async function ingest(layout: LakeLayout, roots: string[], options: Inges
     options,
   )
   try {
-    const summary = await ingestFiles(layout, run, walkInputs(absoluteRoots), {...options, known})
+    // `known` is only looked up here, never learnt into (as watch's is): a one-off run walks each
+    // file once, and captions find this run's images in imageByPath, so learning every committed
+    // source would only hold a second copy of them (~120 bytes a file) until the run ends.
+    const summary = await ingestEntries(layout, run, walkInputs(absoluteRoots), options, known, undefined)
     const warning = await finishCommittedRun(
       layout,
       run,
@@ -204,11 +207,22 @@ export async function ingestFiles(
   entries: AsyncIterable<WalkEntry> | Iterable<WalkEntry>,
   options: IngestFilesOptions = {},
 ): Promise<IngestSummary> {
+  return ingestEntries(layout, run, entries, options, options.known ?? new Map<string, KnownSource>(), options.known)
+}
+
+/** ingestFiles with what it looks files up in (`known`) apart from where it records the sources it commits (`learn`). */
+async function ingestEntries(
+  layout: LakeLayout,
+  run: Run,
+  entries: AsyncIterable<WalkEntry> | Iterable<WalkEntry>,
+  options: IngestOptions,
+  known: Map<string, KnownSource>,
+  learn: Map<string, KnownSource> | undefined,
+): Promise<IngestSummary> {
   const started = Date.now()
   const settings: IngestSettings = {...INGEST_DEFAULTS, ...stripUndefined(options)}
   const concurrency = options.concurrency ?? Math.max(2, os.availableParallelism() * 2)
-  const known = options.known ?? new Map<string, KnownSource>()
-  const state = new IngestState(layout, run, settings, options, options.known)
+  const state = new IngestState(layout, run, settings, options, learn)
   try {
     await feedEntries(state, entries, known, concurrency)
     await state.commit()
