@@ -98,20 +98,9 @@ export async function oneAtATimeInProcess<T>(file: string, work: () => Promise<T
   }
 }
 
-/**
- * DuckDB settings of every catalog instance. DuckDB allocates through its own jemalloc, which
- * keeps what a query freed as dirty pages and returns them to the system only as they decay
- * (seconds), so a commit's temporary tables, JSON reading and Parquet writing (~20 MB) stacked
- * on what the previous commits had freed: an ingest's peak RSS rose with its number of commits
- * (by ~10 MB from the first to the later ones of 20,000 small images). Flushing the allocator
- * after every bulk deallocation returns them at once: a commit's peak is ~15 MB lower, for
- * ~35 ms more per commit (of ~150).
- */
-const CATALOG_CONFIG = {allocator_bulk_deallocation_flush_threshold: '0 bytes'}
-
 /** Opens a DuckDB database file, waiting while another process holds its lock. */
 export function openWithRetry(file: string, options: CatalogOptions = {}): Promise<DuckDBInstance> {
-  return retryOnLock(`the catalog ${file}`, () => DuckDBInstance.create(file, CATALOG_CONFIG), options)
+  return retryOnLock(`the catalog ${file}`, () => DuckDBInstance.create(file), options)
 }
 
 /** Throws LAKE_NOT_FOUND, with how to create or point at a lake, unless `layout` has a catalog. */
