@@ -2,13 +2,11 @@ import assert from 'node:assert/strict'
 import path from 'node:path'
 import {test} from 'node:test'
 
-import {commitBatch} from '../../src/lake/commit.js'
 import {ingest} from '../../src/lake/ingest.js'
 import {LakeLayout} from '../../src/lake/layout.js'
-import {beginRun, finishRun} from '../../src/lake/runs.js'
 import {runSilver} from '../../src/lake/silver.js'
-import {StagedBatch} from '../../src/lake/staging.js'
 import {lakeRows, tempDir, writeImageFolder} from '../helpers/lakeFixtures.js'
+import {commitModelCaption} from '../helpers/modelCaption.js'
 
 // Model captions cost model time and are not derived from bronze: a silver rebuild must keep them.
 test('etl run silver --full carries model captions into the rebuilt silver.captions unchanged', async () => {
@@ -21,28 +19,7 @@ test('etl run silver --full carries model captions into the rebuilt silver.capti
     const [image] = await lakeRows(layout.root, `SELECT sha256 FROM silver.images WHERE status = 'ok' ORDER BY sha256 LIMIT 1`)
 
     // A model caption as the caption stage writes it, through the real commit path.
-    const run = await beginRun(layout, 'caption', {model: 'test/model'})
-    const batch = new StagedBatch(layout)
-    batch.add('silver.captions', {
-      caption_id: 'model-caption-1',
-      sha256: image.sha256,
-      status: 'ok',
-      text: 'a picture of noise',
-      raw_text: 'a picture of noise',
-      words: 4,
-      tokens: 4,
-      source: 'model',
-      source_kind: 'model',
-      model_id: 'test/model',
-      model_revision: 'abc123',
-      model_dtype: 'q8',
-      generation: {max_new_tokens: 20, num_beams: 1},
-      cleaning_version: 1,
-      created_at: '2026-01-02T03:04:05.000Z',
-      run_id: run.runId,
-    })
-    await commitBatch(layout, batch, {operation: 'caption', runId: run.runId})
-    await finishRun(layout, run, {status: 'succeeded'})
+    await commitModelCaption(layout, image.sha256, 'model-caption-1')
     const modelBefore = await lakeRows(layout.root, `SELECT * EXCLUDE (commit_id) FROM silver.captions WHERE source = 'model'`)
     const humanBefore = await lakeRows(layout.root, `SELECT caption_id FROM silver.captions WHERE source = 'human' ORDER BY 1`)
     assert.equal(modelBefore.length, 1, 'the model caption was committed')
