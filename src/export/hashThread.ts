@@ -15,6 +15,7 @@
  */
 import {Worker} from 'node:worker_threads'
 import {MlcapError} from '../lake/errors.js'
+import {REPAIR_EITHER} from '../lake/objects.js'
 
 export interface FileHash {
   bytes: number
@@ -36,7 +37,7 @@ export interface RangeCheck extends ContentCheck {
 /** The error for bytes that do not hash to what their check expects. */
 export function contentMismatch(check: ContentCheck, actual: string): MlcapError {
   return new MlcapError('EXPORT_HASH_MISMATCH', `export: ${check.label} hashes to ${actual} but the sample says sha256 ${check.sha256}`, {
-    hint: 'the lake object named by that sha256 (objects/<first 2 hex>/<sha256>) is damaged. Repair it, then export again: an original by ingesting its file again (mlcap ingest <file> --rehash), a silver derivative with mlcap etl run silver --full (same settings)',
+    hint: `the lake object named by that sha256 (objects/<first 2 hex>/<sha256>) is damaged. ${REPAIR_EITHER}`,
   })
 }
 

@@ -19,6 +19,7 @@ import {CatalogOptions} from './catalog.js'
 import {invalidParameter, MlcapError, UsageError} from './errors.js'
 import {LakeLayout} from './layout.js'
 import {isMissingFileError, LakeReader} from './reader.js'
+import {REPAIR_DERIVATIVE, REPAIR_EITHER, REPAIR_ORIGINAL} from './objects.js'
 import {GOLD_PAIRS} from './schema.js'
 import {SNIFF_HEAD_BYTES, sniffImageFormat} from './sniff.js'
 import {checkPredicate, openSandboxedReader} from './sqlSandbox.js'
@@ -321,9 +322,7 @@ class ObjectReader {
 
   private damaged(hash: string, row: Row, file: string, how: string): MlcapError {
     return new MlcapError('EXPORT_OBJECT_DAMAGED', `export: ${this.what(hash, row)} is damaged: ${file} ${how}`, {
-      hint: this.original
-        ? 'repair it by ingesting its file again (mlcap ingest <file> --rehash), then export again'
-        : 'repair it with mlcap etl run silver --full (same settings), then export again',
+      hint: this.original ? `repair it by ${REPAIR_ORIGINAL}, then export again` : `repair it with ${REPAIR_DERIVATIVE}, then export again`,
     })
   }
 }
@@ -339,7 +338,7 @@ function sampleOf(row: Row, image: Buffer, hash: string, original: boolean): Exp
   const imageExt = fromLake ?? sniffedExt(image)
   if (!imageExt) {
     throw new MlcapError('EXPORT_IMAGE_FORMAT', `export: cannot tell the format of image ${hash} (gold image ${row.sha256}); expected one of ${IMAGE_EXTS.join(', ')}`, {
-      hint: 'the lake object named by that hash is damaged. Repair it, then export again: an original by ingesting its file again (mlcap ingest <file> --rehash), a silver derivative with mlcap etl run silver --full (same settings)',
+      hint: `the lake object named by that hash is damaged. ${REPAIR_EITHER}`,
     })
   }
   const width = Number(original ? row.original_width : row.width)

@@ -5,6 +5,12 @@ import path from 'node:path'
 
 import {LakeLayout} from './layout.js'
 
+/** How a damaged object is repaired (see putObject): the commands, for the hints of errors that find one. */
+export const REPAIR_ORIGINAL = 'ingesting its file again (mlcap ingest <file> --rehash)'
+export const REPAIR_DERIVATIVE = 'mlcap etl run silver --full (same settings)'
+/** The hint for a damaged object that may be either an original or a derivative. */
+export const REPAIR_EITHER = `Repair it, then export again: an original by ${REPAIR_ORIGINAL}, a silver derivative with ${REPAIR_DERIVATIVE}`
+
 /**
  * Writes bytes into the content-addressed object store. Objects are immutable: the file
  * is written under a temporary name and renamed into place, so a reader (or a process
