@@ -6,7 +6,7 @@ import {CommitConflictError} from './commit.js'
 import {keyOf, sha256Hex} from './hashing.js'
 import {cleanCaption, CleanCaptionOptions, CLEANING_VERSION, DEFAULT_CLEAN_CAPTION_OPTIONS} from './captionClean.js'
 import {LakeLayout} from './layout.js'
-import {DEFAULT_NORMALIZE_OPTIONS, normalizeImage, NormalizeOptions} from './normalize.js'
+import {DEFAULT_NORMALIZE_OPTIONS, KnownHeader, normalizeImage, NormalizeOptions} from './normalize.js'
 import {putObject} from './objects.js'
 import {NEW_BRONZE_CAPTION, NEW_BRONZE_IMAGES} from './pending.js'
 import {hashToHex, PERCEPTUAL_HASH_VERSION} from './perceptualHash.js'
@@ -66,8 +66,8 @@ export async function runSilver(layout: LakeLayout, options: SilverOptions = {})
       images,
       options.concurrency ?? Math.max(2, os.availableParallelism() * 2),
       options.signal,
-      async (sha256) => {
-        await normalizeOne(layout, stage, sha256, normalize)
+      async (image) => {
+        await normalizeOne(layout, stage, image, normalize)
         progress()
       },
       {when: () => stage.batchDue, run: () => stage.commit()},
@@ -111,6 +111,12 @@ async function carryModelCaptions(layout: LakeLayout, batch: StagedBatch, option
   }
 }
 
+/** A bronze image to normalize, with the header ingest recorded (so silver need not read it again). */
+interface PendingImage {
+  sha256: string
+  header: KnownHeader
+}
+
 interface BronzeCaption {
   caption_id: string
   sha256: string
@@ -131,17 +137,21 @@ export async function pendingSilverWork(
   layout: LakeLayout,
   full: boolean,
   options: StageOptions = {},
-): Promise<{images: string[]; captions: BronzeCaption[]; snapshot: number}> {
+): Promise<{images: PendingImage[]; captions: BronzeCaption[]; snapshot: number}> {
   const reader = await LakeReader.open(layout, options)
   try {
     const c = reader.connection
     const images = (
       await c.runAndReadAll(
-        `SELECT sha256 FROM ${full ? 'bronze.images' : NEW_BRONZE_IMAGES} ORDER BY sha256`,
+        `SELECT sha256, format, width, height, orientation, pages, color_space, has_alpha
+           FROM ${full ? 'bronze.images' : NEW_BRONZE_IMAGES} ORDER BY sha256`,
       )
     )
       .getRows()
-      .map((r) => String(r[0]))
+      .map(([sha256, format, width, height, orientation, pages, space, hasAlpha]): PendingImage => ({
+        sha256: String(sha256),
+        header: {format: String(format), width: Number(width), height: Number(height), orientation: orientation === null ? null : Number(orientation), pages: Number(pages), space: String(space), hasAlpha: hasAlpha === true},
+      }))
     const captions = (
       await c.runAndReadAll(
         `SELECT caption_id, sha256, text, source_kind, source_file FROM bronze.captions b
@@ -155,7 +165,7 @@ export async function pendingSilverWork(
   }
 }
 
-async function normalizeOne(layout: LakeLayout, stage: StageRun, sha256: string, options: NormalizeOptions): Promise<void> {
+async function normalizeOne(layout: LakeLayout, stage: StageRun, {sha256, header}: PendingImage, options: NormalizeOptions): Promise<void> {
   const now = new Date().toISOString()
   let bytes: Buffer
   try {
@@ -172,7 +182,7 @@ async function normalizeOne(layout: LakeLayout, stage: StageRun, sha256: string,
     })
     return
   }
-  const result = await normalizeImage(bytes, options)
+  const result = await normalizeImage(bytes, options, header)
   if (result.status === 'rejected') {
     stage.reject(result.reason)
     stage.batch.add(SILVER_IMAGES.id, {

@@ -281,3 +281,34 @@ test('invalid options throw with the name, the expectation and the value', async
   await assert.rejects(normalizeImage(input, {format: 'gif' as 'png'}), /Expected one of jpeg, webp, png for format but received "gif"/)
   await assert.rejects(normalizeImage(input, {maxAspectRatio: 0.5}), /for maxAspectRatio but received 0\.5/)
 })
+
+test('the header bronze recorded at ingest gives the same result as reading it again, and is not trusted where it cannot', async () => {
+  const {probeImage} = await import('../../src/lake/probe.js')
+  const known = async (bytes: Buffer) => {
+    const p = await probeImage(bytes, {includeGps: false, maxPixels: 100_000_000})
+    return {format: p.format, width: p.width, height: p.height, orientation: p.orientation, pages: p.pages, space: p.colorSpace, hasAlpha: p.hasAlpha}
+  }
+  const frame = (background: string) => ({create: {width: 90, height: 60, channels: 4 as const, background}})
+  const inputs: Array<[string, Buffer]> = [
+    ['JPEG, EXIF orientation 6', await (await redOverBlue(300, 200)).jpeg().withMetadata({orientation: 6}).toBuffer()],
+    ['JPEG, orientation 3', await (await redOverBlue(300, 200)).jpeg().withMetadata({orientation: 3}).toBuffer()],
+    ['PNG with alpha', await sharp(frame('#ff000080')).png().toBuffer()],
+    ['WebP', await solid(640, 480, '#336699').webp().toBuffer()],
+    ['greyscale JPEG', await solid(200, 150, '#777777').greyscale().jpeg().toBuffer()],
+    ['CMYK JPEG', await solid(200, 150, '#336699').toColourspace('cmyk').jpeg().toBuffer()],
+    ['too small PNG', await solid(20, 200, '#336699').png().toBuffer()],
+    ['animated GIF (read again)', await sharp([frame('#ff0000'), frame('#00ff00')], {join: {animated: true}}).gif().toBuffer()],
+  ]
+  for (const [what, bytes] of inputs) {
+    const header = await known(bytes)
+    const fromBronze = await normalizeImage(bytes, {}, header)
+    const readAgain = await normalizeImage(bytes)
+    if (readAgain.status === 'ok' || readAgain.original) delete (readAgain.original as {hasProfile?: boolean}).hasProfile
+    if (fromBronze.original && header.pages > 1) delete (fromBronze.original as {hasProfile?: boolean}).hasProfile
+    assert.deepEqual(fromBronze, readAgain, what)
+  }
+  // A header that is not usable (a lake row with nulls read as 0) means: read it again, not reject.
+  const photo = await solid(640, 480, '#336699').jpeg().toBuffer()
+  const r = ok(await normalizeImage(photo, {}, {format: 'jpeg', width: 0, height: 0, orientation: null, pages: 1, space: 'srgb', hasAlpha: false}))
+  assert.deepEqual([r.original.width, r.original.height, r.original.hasProfile], [640, 480, false])
+})
