@@ -2,7 +2,7 @@
  * npm run bench [-- NAME ...]: runs the benchmarks in bench/ (all, or the ones named), each
  * comparing mlcap with a baseline tool in the same run and printing the ratio. Not part of
  * CI's timing. Needs `npm run build` first and, for baselines, Debian packages:
- * `apt-get install libvips-tools python3-pil` (vipsthumbnail, Pillow).
+ * `apt-get install libvips-tools python3-pil python3-numpy` (vipsthumbnail, Pillow).
  */
 import {readdirSync} from 'node:fs'
 import path from 'node:path'
