@@ -45,6 +45,15 @@ export const PENDING_WORK: readonly PendingWork[] = Object.freeze([
                + (SELECT count(*) FROM bronze.captions b WHERE ${NEW_BRONZE_CAPTION}) AS n`,
   },
   {
+    // Counted for any model: which model and settings `etl run caption` will use is only known
+    // when it runs (it selects per model, revision, dtype and generation settings).
+    stage: 'caption',
+    description: 'ok silver images with no model caption yet, from any model (optional: only if you want model captions)',
+    sql: `SELECT count(*) AS n FROM silver.images i
+           WHERE i.status = 'ok'
+             AND NOT EXISTS (SELECT 1 FROM silver.captions c WHERE c.source = 'model' AND c.status = 'ok' AND c.sha256 = i.sha256)`,
+  },
+  {
     stage: 'gold',
     description: 'ok silver image–caption pairs gold has not decided on (all of them, plus the stale gold pairs, when gold no longer matches silver and must be rebuilt)',
     sql: `WITH stale AS (${STALE_GOLD_PAIRS})

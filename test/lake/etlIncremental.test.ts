@@ -13,6 +13,7 @@ import {ingest} from '../../src/lake/ingest.js'
 import {LakeLayout} from '../../src/lake/layout.js'
 import {runStages} from '../../src/lake/stages.js'
 import {blobImage, lakeCount, lakeRows, parseJson, runCli, tempDir} from '../helpers/lakeFixtures.js'
+import {commitModelCaption} from '../helpers/modelCaption.js'
 
 async function writeBatch(dir: string, first: number, count: number): Promise<void> {
   mkdirSync(dir, {recursive: true})
@@ -47,18 +48,18 @@ test('etl all: incremental by keys, re-run does nothing, new parameters for new 
   // 1. Ten images with captions → etl all.
   await writeBatch(path.join(dir, 'in1'), 0, 10)
   await ingest(layout, [path.join(dir, 'in1')], {concurrency: 2})
-  assert.deepEqual(await pending(lake), {silver: 20, gold: 0}, 'status shows the work waiting')
+  assert.deepEqual(await pending(lake), {silver: 20, caption: 0, gold: 0}, 'status shows the work waiting')
   const [silver1, gold1] = await runStages(layout, ['all'], opts)
   assert.deepEqual([silver1!.stage, silver1!.status, silver1!.rowsIn], ['silver', 'succeeded', 20])
   assert.deepEqual(silver1!.added, {'silver.images': 10, 'silver.captions': 10, 'silver.caption_sources': 10})
   assert.ok(silver1!.commits.length >= 3, `batches of 4 make several commits: ${silver1!.commits}`)
   assert.deepEqual([gold1!.stage, gold1!.rowsIn, gold1!.added['gold.pairs']], ['gold', 10, 10])
-  assert.deepEqual(await pending(lake), {silver: 0, gold: 0}, 'nothing pending after the run')
+  assert.deepEqual(await pending(lake), {silver: 0, caption: 10, gold: 0}, 'nothing pending after the run but the optional model captions')
 
   // 2. Five more, with new silver and gold parameters: only the new rows are processed, with them.
   await writeBatch(path.join(dir, 'in2'), 10, 5)
   await ingest(layout, [path.join(dir, 'in2')], {concurrency: 2})
-  assert.deepEqual(await pending(lake), {silver: 10, gold: 0})
+  assert.deepEqual(await pending(lake), {silver: 10, caption: 10, gold: 0})
   const [silver2, gold2] = await runStages(layout, ['all'], {
     ...opts,
     silver: {normalize: {maxSide: 48}},
@@ -88,7 +89,7 @@ test('etl all: incremental by keys, re-run does nothing, new parameters for new 
     'old rows keep the old parameters, new rows get the new ones',
   )
   assert.equal(await lakeCount(lake, `SELECT count(*) FROM gold.pairs`), 10, 'old pairs are not reconsidered')
-  assert.deepEqual(await pending(lake), {silver: 0, gold: 0})
+  assert.deepEqual(await pending(lake), {silver: 0, caption: 15, gold: 0})
 
   // 3. Re-run: nothing to do, no commit, no file.
   const commitsBefore = await lakeCount(lake, `SELECT max(commit_id) FROM lake.commits`)
@@ -173,5 +174,19 @@ test('etl all: incremental by keys, re-run does nothing, new parameters for new 
   )
   const full = (await lakeRows(lake, `SELECT params FROM lake.runs WHERE run_id = '${silver3!.runId}'`))[0]!
   assert.equal(JSON.parse(full.params).full, true)
-  assert.deepEqual(await pending(lake), {silver: 0, gold: 0})
+  assert.deepEqual(await pending(lake), {silver: 0, caption: 15, gold: 0})
+})
+
+test('status: the caption stage has the ok silver images no model has captioned yet; a model caption is one less, and a new pair for gold', async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-etlinc-caption-')
+  t.after(cleanup)
+  const lake = path.join(dir, 'lake')
+  const layout = new LakeLayout(lake)
+  await writeBatch(path.join(dir, 'in'), 0, 3)
+  await ingest(layout, [path.join(dir, 'in')], {concurrency: 2})
+  await runStages(layout, ['all'], {concurrency: 2})
+  assert.deepEqual(await pending(lake), {silver: 0, caption: 3, gold: 0})
+  const [first] = await lakeRows(lake, `SELECT sha256 FROM silver.images WHERE status = 'ok' ORDER BY sha256 LIMIT 1`)
+  await commitModelCaption(layout, String(first!.sha256), 'model-caption-1')
+  assert.deepEqual(await pending(lake), {silver: 0, caption: 2, gold: 1})
 })
