@@ -52,9 +52,6 @@ export async function runSilver(layout: LakeLayout, options: SilverOptions = {})
   // to silver meanwhile (incremental silver, model captions) would be retired with the old
   // ones. Its commit is refused then (rebuildConflict), never those rows dropped.
   if (options.full) stage.unchangedSince = {commitId: snapshot, tables: replace}
-  // A rebuild replaces silver.captions whole: model captions are not silver's to recompute
-  // (they cost model time), so they are carried into the new table unchanged.
-  if (options.full) await carryModelCaptions(layout, stage.batch, options)
   const total = images.length + captions.length
   let done = 0
   const progress = () => {
@@ -62,6 +59,9 @@ export async function runSilver(layout: LakeLayout, options: SilverOptions = {})
     options.onProgress?.(done, total)
   }
   try {
+    // A rebuild replaces silver.captions whole: model captions are not silver's to recompute
+    // (they cost model time), so they are carried into the new table unchanged.
+    if (options.full) await carryModelCaptions(layout, stage.batch, options)
     await forEachLimited(
       images,
       options.concurrency ?? Math.max(2, os.availableParallelism() * 2),
