@@ -8,7 +8,7 @@
  * orientation 6), same run. Also the floor inside Node (sharpFloor.mjs: decode, resize and
  * encode only, through the same sharp), which bounds what mlcap can reach with this decoder.
  *
- *   npx tsx bench/silver.ts [--count 1000]
+ *   npx tsx bench/silver.ts [--count 1000] [--min-mp 1 --max-mp 4]   (12 MP phone photos: --min-mp 8 --max-mp 12)
  */
 import {spawnSync} from 'node:child_process'
 import {readdirSync} from 'node:fs'
@@ -17,15 +17,20 @@ import path from 'node:path'
 import {freshDir, makePhotos, report, requireTool, ROOT, timeCommand, timeMlcap, WORK} from './lib.js'
 
 export async function main(args: string[] = process.argv.slice(2)): Promise<void> {
-  const count = Number(args[args.indexOf('--count') + 1]) || 1000
+  const flag = (name: string, fallback: number) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : fallback)
+  const count = flag('--count', 1000)
+  const minMp = flag('--min-mp', 1)
+  const maxMp = flag('--max-mp', 4)
+  if (!(count > 0 && minMp > 0 && maxMp >= minMp)) throw new Error('bench/silver: expected --count N (> 0), --min-mp and --max-mp in megapixels with min ≤ max')
   requireTool('vipsthumbnail', 'apt-get install libvips-tools')
   requireTool('/usr/bin/python3', 'apt-get install python3-pil python3-numpy')
   if (spawnSync('/usr/bin/python3', ['-c', 'import PIL, numpy']).status !== 0) {
     throw new Error('bench: the Pillow baseline needs Pillow and NumPy for /usr/bin/python3; install them with: apt-get install python3-pil python3-numpy')
   }
-  const photos = await makePhotos(path.join(WORK, `photos-${count}`), count, {minMp: 1, maxMp: 4, rotatedEvery: 10})
+  const sizes = minMp === 1 && maxMp === 4 ? '' : `-${minMp}-${maxMp}mp`
+  const photos = await makePhotos(path.join(WORK, `photos-${count}${sizes}`), count, {minMp, maxMp, rotatedEvery: 10})
   const files = readdirSync(photos).filter((f) => f.endsWith('.jpg')).map((f) => path.join(photos, f))
-  console.log(`bench/silver: ${files.length} JPEGs, 1–4 MP`)
+  console.log(`bench/silver: ${files.length} JPEGs, ${minMp}–${maxMp} MP`)
 
   const lake = freshDir('silver-lake')
   timeMlcap(['ingest', photos, '--lake', lake, '--json'])
