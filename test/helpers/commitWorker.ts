@@ -12,7 +12,7 @@ import {StagedBatch} from '../../src/lake/staging.js'
 const [lake, from, to, perBatch] = process.argv.slice(2)
 const layout = new LakeLayout(lake)
 await ensureCatalog(layout)
-const run = await beginRun(layout, 'test', {from, to})
+const run = await beginRun(layout, 'ingest', {from, to}) // it writes bronze.images, as ingest does
 const results: Array<{commitId: number | null; added: number}> = []
 for (let start = Number(from); start < Number(to); start += Number(perBatch)) {
   const batch = new StagedBatch(layout)

@@ -224,7 +224,7 @@ export const TABLE_KEYS: Record<(typeof BRONZE_TABLES)[number], string> = {
  * rows its commits say they added, no key appears twice, and every image, source and
  * caption agrees with the others. Returns the counts per table.
  */
-export async function assertLakeConsistent(lake: string, assert: typeof import('node:assert/strict').default): Promise<Record<string, number>> {
+export async function assertLakeConsistent(lake: string, assert: typeof import('node:assert/strict')): Promise<Record<string, number>> {
   const reader = await LakeReader.open(new LakeLayout(lake))
   try {
     const one = async (sql: string) => Number(Object.values((await reader.connection.runAndReadAll(sql)).getRowObjectsJson()[0])[0])

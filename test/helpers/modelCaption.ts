@@ -7,7 +7,7 @@ import type {LakeLayout} from '../../src/lake/layout.js'
 import {beginRun, finishRun} from '../../src/lake/runs.js'
 import {StagedBatch} from '../../src/lake/staging.js'
 
-export async function commitModelCaption(layout: LakeLayout, sha256: string, captionId: string): Promise<{commitId: number}> {
+export async function commitModelCaption(layout: LakeLayout, sha256: string, captionId: string): Promise<{commitId: number | null}> {
   const run = await beginRun(layout, 'caption', {model: 'test/model'})
   const batch = new StagedBatch(layout)
   batch.add('silver.captions', {

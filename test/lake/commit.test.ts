@@ -23,7 +23,7 @@ async function newLake(): Promise<{layout: LakeLayout; runId: string; cleanup: (
   const {dir, cleanup} = tempDir('mlcap-commit-')
   const layout = new LakeLayout(path.join(dir, 'lake'))
   await ensureCatalog(layout)
-  const run = await beginRun(layout, 'test', {})
+  const run = await beginRun(layout, 'ingest', {})
   return {layout, runId: run.runId, cleanup}
 }
 

@@ -184,7 +184,7 @@ test('status: the caption stage has the ok silver images no model has captioned 
   const layout = new LakeLayout(lake)
   await writeBatch(path.join(dir, 'in'), 0, 3)
   await ingest(layout, [path.join(dir, 'in')], {concurrency: 2})
-  await runStages(layout, ['all'], {concurrency: 2})
+  await runStages(layout, ['all'], {silver: {concurrency: 2}})
   assert.deepEqual(await pending(lake), {silver: 0, caption: 3, gold: 0})
   const [first] = await lakeRows(lake, `SELECT sha256 FROM silver.images WHERE status = 'ok' ORDER BY sha256 LIMIT 1`)
   await commitModelCaption(layout, String(first!.sha256), 'model-caption-1')
