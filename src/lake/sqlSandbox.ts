@@ -11,10 +11,9 @@ import {DuckDBConnection, quotedString} from '@duckdb/node-api'
 import {randomBytes} from 'node:crypto'
 import path from 'node:path'
 
-import {CatalogOptions} from './catalog.js'
 import {UsageError} from './errors.js'
 import {LakeLayout} from './layout.js'
-import {LakeReader, tableRef} from './reader.js'
+import {LakeReader, ReaderOptions, tableRef} from './reader.js'
 import {getTable} from './schema.js'
 
 /**
@@ -36,7 +35,7 @@ export async function applySandbox(connection: DuckDBConnection, layout: LakeLay
 }
 
 /** A LakeReader over the latest commit, sandboxed; the caller closes it. */
-export async function openSandboxedReader(layout: LakeLayout, options: CatalogOptions = {}): Promise<LakeReader> {
+export async function openSandboxedReader(layout: LakeLayout, options: ReaderOptions = {}): Promise<LakeReader> {
   const reader = await LakeReader.open(layout, options)
   try {
     await applySandbox(reader.connection, layout)
