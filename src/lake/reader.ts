@@ -64,7 +64,12 @@ export class LakeReader {
     }
   }
 
+  private closed = false
+
+  /** Closes the connection and the database (once: later calls do nothing). */
   close(): void {
+    if (this.closed) return
+    this.closed = true
     this.connection.closeSync()
     this.instance.closeSync()
   }

@@ -41,5 +41,6 @@ test('a reader of some tables sees the same snapshot as a full reader, and views
   } finally {
     full.close()
     some.close()
+    some.close() // closing twice is allowed (export closes its reader early and again on the way out)
   }
 })
