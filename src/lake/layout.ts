@@ -12,9 +12,12 @@ import path from 'node:path'
  */
 export class LakeLayout {
   readonly root: string
+  /** `<lake>/objects/`, for objectPath. */
+  private readonly objectsPrefix: string
 
   constructor(root: string) {
     this.root = path.resolve(root)
+    this.objectsPrefix = path.join(this.root, 'objects') + path.sep
   }
 
   get catalogPath(): string {
@@ -53,9 +56,11 @@ export class LakeLayout {
     return inside === '' || (inside !== '..' && !inside.startsWith(`..${path.sep}`) && !path.isAbsolute(inside))
   }
 
+  /** `<lake>/objects/<sha256[0:2]>/<sha256>`. Concatenated, not path.join'ed: export asks for one per image (~2 µs each with join). */
   objectPath(sha256: string): string {
-    return path.join(this.objectsDir, sha256.slice(0, 2), sha256)
+    return `${this.objectsPrefix}${sha256.slice(0, 2)}${path.sep}${sha256}`
   }
+
 
   /** `bronze.images` → `<lake>/bronze/images` */
   tableDir(tableId: string): string {
