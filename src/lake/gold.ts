@@ -77,9 +77,20 @@ export async function runGold(layout: LakeLayout, options: GoldOptions = {}): Pr
       summary.commits.unshift(...earlier.commits)
       return summary
     } catch (error) {
-      if (!(error instanceof CommitConflictError) || attempt >= GOLD_ATTEMPTS || options.signal?.aborted) throw error
+      if (!(error instanceof CommitConflictError) || options.signal?.aborted) throw error
+      if (attempt >= GOLD_ATTEMPTS) throw overtaken(error, attempt)
     }
   }
+}
+
+/** The error when every attempt was overtaken: says so, names the last writer and what to do. */
+function overtaken(error: CommitConflictError, attempts: number): CommitConflictError {
+  const {commitId, runId} = error.conflict
+  return new CommitConflictError(
+    error.conflict,
+    `gold: ${attempts} attempts in a row were overtaken by other runs committing to the tables gold reads or writes (the last: commit ${commitId} of run ${runId}); nothing of the last attempt was committed`,
+    'Another writer is committing continuously (typically `mlcap watch --then gold` or `--then all`, or another `etl run gold`). Pause it, or let it do the gold runs, and run this command again.',
+  )
 }
 
 /** Attempts of a gold run whose commit another gold run's commit made stale. */

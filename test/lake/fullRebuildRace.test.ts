@@ -108,3 +108,44 @@ test('gold --full starts over when another gold run commits during the rebuild, 
   assert.equal(refused.length, 1)
   assert.match(refused[0].error, /gold\.pairs, gold\.excluded changed after commit \d+ \(commit \d+ of run gold-/)
 })
+
+test('a gold run overtaken on every attempt gives up after 5 with an error that says so and names what to pause', {timeout: 180_000}, async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-gold-overtaken-')
+  t.after(cleanup)
+  const layout = new LakeLayout(path.join(dir, 'lake'))
+  const captioned = async (i: number) => {
+    const folder = path.join(dir, `in${i}`)
+    mkdirSync(folder)
+    writeFileSync(path.join(folder, `p${i}.png`), await blobImage(i, {width: 96, height: 72}))
+    writeFileSync(path.join(folder, `p${i}.txt`), `blobs of colour number ${i}`)
+    return folder
+  }
+  await ingest(layout, [await captioned(0)])
+  await runSilver(layout)
+  // Prepared now: the callback below must be synchronous, so that the other writer has committed before this attempt commits.
+  const folders = [] as string[]
+  for (let i = 1; i <= 5; i++) folders.push(await captioned(i))
+  const cli = (...args: string[]) => execFileSync(process.execPath, [CLI, ...args, '--lake', layout.root], {encoding: 'utf8'})
+  let attempts = 0
+  await assert.rejects(
+    runGold(layout, {
+      full: true,
+      onProgress: (done) => {
+        if (done !== 1) return
+        // Each attempt, after its snapshot and before its commit, another gold run commits (as `watch --then all` would).
+        cli('ingest', folders[attempts++]!)
+        cli('etl', 'run', 'silver', 'gold')
+      },
+    }),
+    (error: MlcapError) => {
+      assert.equal(error.code, 'LAKE_CONFLICT')
+      assert.match(error.message, /^gold: 5 attempts in a row were overtaken by other runs .* \(the last: commit \d+ of run gold-\S+\); nothing of the last attempt was committed$/)
+      assert.match(error.hint ?? '', /mlcap watch --then gold/)
+      return true
+    },
+  )
+  assert.equal(attempts, 5)
+  // Nothing of the refused rebuild is in gold: every pair there is from the other runs.
+  const runs = await lakeRows(layout.root, `SELECT DISTINCT run_id FROM gold.pairs`)
+  assert.equal(runs.length, 5)
+})
