@@ -1,4 +1,3 @@
-import {readFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -7,6 +6,7 @@ import {ensureCatalog, CatalogOptions} from './catalog.js'
 import {commitBatch} from './commit.js'
 import {CaptionSourceKind, classifyCaptionFile, DEFAULT_MAX_CAPTION_BYTES, parseCaptionFile} from './captionSources.js'
 import {LakeLayout} from './layout.js'
+import {FileBuffers} from './fileBuffers.js'
 import {putObject} from './objects.js'
 import {probeImage} from './probe.js'
 import {withLakeReader} from './reader.js'
@@ -258,6 +258,8 @@ class IngestState {
   /** realpath → sha256 of every image this run read or already knew (captions link through it). */
   readonly imageByPath = new Map<string, string>()
   readonly seenImages = new Set<string>()
+  /** One reused buffer per file in flight (see fileBuffers.ts). */
+  private readonly fileBuffers = new FileBuffers()
   skippedHidden = 0
   imagesNew = 0
   sourcesNew = 0
@@ -300,6 +302,7 @@ class IngestState {
     entry: {path: string; root: string; relPath: string; size: number; mtimeMs: number},
     known: KnownSource | undefined,
   ): Promise<void> {
+    let release: (() => void) | undefined
     try {
       if (isUnchanged(known, entry)) {
         this.imageByPath.set(entry.path, known.sha256)
@@ -308,7 +311,7 @@ class IngestState {
       }
       let bytes: Buffer
       try {
-        bytes = await readFile(entry.path)
+        ;({bytes, release} = await this.fileBuffers.read(entry.path))
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code
         this.reject({
@@ -386,6 +389,7 @@ class IngestState {
       })
       if (this.learn) this.stagedSources.push([entry.path, {sha256, bytes: entry.size, modifiedMs: entry.mtimeMs}])
     } finally {
+      release?.() // after everything that used the bytes (probe, putObject) has finished
       this.progress.processed++
       this.options.onProgress?.(this.progress)
     }
