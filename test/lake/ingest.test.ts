@@ -63,9 +63,9 @@ test('every caption convention lands in bronze.captions with the raw text exactl
     const real = realpathSync(root)
     const file = (...p: string[]) => path.join(real, ...p)
     const byKind = (kind: string) => rows.filter((r) => r.source_kind === kind)
-    const normalize = (r: Record<string, any>) => ({...r, attributes: r.attributes === null ? null : JSON.parse(r.attributes)})
+    const normalize = (r: Record<string, any>): Record<string, any> => ({...r, attributes: r.attributes === null ? null : JSON.parse(r.attributes)})
 
-    const bySha = (x: {sha256: string}, y: {sha256: string}) => (x.sha256 < y.sha256 ? -1 : x.sha256 > y.sha256 ? 1 : 0)
+    const bySha = (x: Record<string, any>, y: Record<string, any>) => (x.sha256 < y.sha256 ? -1 : x.sha256 > y.sha256 ? 1 : 0)
     assert.deepEqual(
       byKind('sidecar').map(normalize).sort(bySha),
       [

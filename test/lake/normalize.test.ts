@@ -288,16 +288,15 @@ test('the header bronze recorded at ingest gives the same result as reading it a
     const p = await probeImage(bytes, {includeGps: false, maxPixels: 100_000_000})
     return {format: p.format, width: p.width, height: p.height, orientation: p.orientation, pages: p.pages, space: p.colorSpace, hasAlpha: p.hasAlpha}
   }
-  const frame = (background: string) => ({create: {width: 90, height: 60, channels: 4 as const, background}})
   const inputs: Array<[string, Buffer]> = [
     ['JPEG, EXIF orientation 6', await (await redOverBlue(300, 200)).jpeg().withMetadata({orientation: 6}).toBuffer()],
     ['JPEG, orientation 3', await (await redOverBlue(300, 200)).jpeg().withMetadata({orientation: 3}).toBuffer()],
-    ['PNG with alpha', await sharp(frame('#ff000080')).png().toBuffer()],
+    ['PNG with alpha', await sharp({create: {width: 90, height: 60, channels: 4, background: '#ff000080'}}).png().toBuffer()],
     ['WebP', await solid(640, 480, '#336699').webp().toBuffer()],
     ['greyscale JPEG', await solid(200, 150, '#777777').greyscale().jpeg().toBuffer()],
     ['CMYK JPEG', await solid(200, 150, '#336699').toColourspace('cmyk').jpeg().toBuffer()],
     ['too small PNG', await solid(20, 200, '#336699').png().toBuffer()],
-    ['animated GIF (read again)', await sharp([frame('#ff0000'), frame('#00ff00')], {join: {animated: true}}).gif().toBuffer()],
+    ['animated GIF (read again)', await sharp([await solid(90, 60, '#ff0000').png().toBuffer(), await solid(90, 60, '#00ff00').png().toBuffer()], {join: {animated: true}}).gif().toBuffer()],
   ]
   for (const [what, bytes] of inputs) {
     const header = await known(bytes)

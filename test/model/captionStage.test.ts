@@ -84,7 +84,7 @@ test('captions every ok image once, with provenance; gold picks the captions up;
     assert.equal(r.run_id, first.runId)
     assert.equal(
       r.caption_id,
-      modelCaptionId(r.sha256, {modelId: modelDir, revision: r.model_revision, dtype: 'fp32', generation: canonicalJson({max_new_tokens: 20, num_beams: 1, do_sample: false})}),
+      modelCaptionId(r.sha256, {modelId: modelDir, revision: String(r.model_revision), dtype: 'fp32', generation: canonicalJson({max_new_tokens: 20, num_beams: 1, do_sample: false})}),
     )
   }
   assert.ok(new Set(rows.map((r) => r.text)).size >= 3, 'distinct images get distinct captions')
