@@ -20,9 +20,9 @@
  * rows (as `datasets` uses for image data). The image bytes are the first column and are
  * written as each sample arrives, one page per image, so they are never held or copied (the
  * exporter reuses their memory for the next image); memory holds the other columns of one
- * row group. A shard
- * closes after `shardSize` rows or once its images and captions reach `maxShardBytes`; it is
- * written under a staging name and renamed when the shard count of its split is known.
+ * row group. A shard closes after `shardSize` rows or once its images and captions reach
+ * `maxShardBytes`; it is written under a staging name and renamed when the shard count of its
+ * split is known.
  *
  * Pages are stored uncompressed. The rows are almost all encoded image bytes, which general
  * compression cannot shrink (zstd saved 0.0% on the benchmark's JPEGs); the caption columns

@@ -137,8 +137,9 @@ const REPORT_BYTES = 4 << 20
  * chunk is no longer referenced when `write` returns, so callers may reuse its memory.
  *
  * Writes are synchronous, and so is `write` (a promise per chunk cost ~15 ms per 2,000
- * samples). Measured on the export benchmark (2 cores), handing them to the thread pool instead was no faster: the copy into the page cache then competed with the
- * hash thread for the other core, and every write cost a promise round trip.
+ * samples). Measured on the export benchmark (2 cores), handing them to the thread pool
+ * instead was no faster: the copy into the page cache then competed with the hash thread for
+ * the other core, and every write cost a promise round trip.
  *
  * It hashes what it accepts, on the hash thread when `hashes` has one: on close it records
  * the file's size and SHA-256 (see FileHashes), and fails if a chunk written with a

@@ -351,7 +351,7 @@ class ObjectReader {
       {
         hint: this.original
           ? 'something outside mlcap removed it: ingest its file again (mlcap ingest <file> --rehash) or restore the objects folder from a backup'
-          : 'rebuild the derivative: mlcap etl run silver --full (same settings); or export the originals with --original',
+          : `rebuild the derivative: ${REPAIR_DERIVATIVE}; or export the originals with --original`,
         cause,
       },
     )

@@ -17,7 +17,7 @@ export class LakeLayout {
 
   constructor(root: string) {
     this.root = path.resolve(root)
-    this.objectsPrefix = path.join(this.root, 'objects') + path.sep
+    this.objectsPrefix = this.objectsDir + path.sep
   }
 
   get catalogPath(): string {
@@ -60,7 +60,6 @@ export class LakeLayout {
   objectPath(sha256: string): string {
     return `${this.objectsPrefix}${sha256.slice(0, 2)}${path.sep}${sha256}`
   }
-
 
   /** `bronze.images` → `<lake>/bronze/images` */
   tableDir(tableId: string): string {

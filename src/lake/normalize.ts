@@ -5,8 +5,8 @@
  * Pipeline:
  *  1. Header only (`metadata()`, no pixel decode): format, size, orientation; or, for
  *     single-page JPEG/PNG/WebP, what bronze recorded from the same header at ingest
- *     (`KnownHeader`). SVG/XML is refused before libvips sees it. Rejected here, without decoding: more pixels than
- *     `maxPixels` (`too_many_pixels`), shorter side < `minSide` (`too_small`), longer/shorter
+ *     (`KnownHeader`). SVG/XML is refused before libvips sees it. Rejected here, without
+ *     decoding: more pixels than `maxPixels` (`too_many_pixels`), shorter side < `minSide` (`too_small`), longer/shorter
  *     side > `maxAspectRatio` (`extreme_aspect_ratio`). Sizes are as displayed (after EXIF
  *     orientation) and of the first page/frame.
  *  2. One decode (`failOn: 'error'`: a truncated or corrupt file fails → `undecodable`;
@@ -172,10 +172,11 @@ type Header = {status: 'ok'; original: OriginalImageInfo; heic: boolean} | Rejec
 const KNOWN_HEADER_FORMATS = new Set(['jpeg', 'png', 'webp'])
 
 /**
- * The original's header from what bronze recorded, sparing a second header read (0.2 ms of CPU
- * per photo on a quiet machine, up to 0.7 ms under load; 1–4% of silver). Only for single-page JPEG, PNG and WebP: for animations,
- * multi-page files and HEIF/AVIF, bronze's fields differ from what silver records (whole-file
- * height, `avif` for libvips' `heif`), so those are read again. Undefined when not usable.
+ * The original's header from what bronze recorded, sparing a second header read (0.2 ms of
+ * CPU per photo on a quiet machine, up to 0.7 ms under load; 1–4% of silver). Only for
+ * single-page JPEG, PNG and WebP: for animations, multi-page files and HEIF/AVIF, bronze's
+ * fields differ from what silver records (whole-file height, `avif` for libvips' `heif`), so
+ * those are read again. Undefined when not usable.
  */
 function originalFromKnown(known: KnownHeader): Header | undefined {
   if (known.pages !== 1 || !KNOWN_HEADER_FORMATS.has(known.format)) return undefined

@@ -48,7 +48,7 @@ export async function putObject(layout: LakeLayout, sha256: string, bytes: Uint8
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
       // The folder was removed after this process made it (someone deleted objects/): make it again.
-      ensureObjectDir(dir, true)
+      mkdirSync(dir, {recursive: true})
       await writeFile(temporary, bytes)
     }
     await rename(temporary, target)
@@ -66,8 +66,8 @@ export async function putObject(layout: LakeLayout, sha256: string, bytes: Uint8
  */
 const objectDirs = new Set<string>()
 
-function ensureObjectDir(dir: string, again = false): void {
-  if (objectDirs.has(dir) && !again) return
+function ensureObjectDir(dir: string): void {
+  if (objectDirs.has(dir)) return
   mkdirSync(dir, {recursive: true})
   objectDirs.add(dir)
 }
