@@ -1,12 +1,12 @@
 import {quotedString} from '@duckdb/node-api'
-import {readFile} from 'node:fs/promises'
 import os from 'node:os'
 
 import {CommitConflictError} from './commit.js'
 import {keyOf, sha256Hex} from './hashing.js'
 import {cleanCaption, CleanCaptionOptions, CLEANING_VERSION, DEFAULT_CLEAN_CAPTION_OPTIONS} from './captionClean.js'
 import {LakeLayout} from './layout.js'
-import {DEFAULT_NORMALIZE_OPTIONS, KnownHeader, normalizeImage, NormalizeOptions} from './normalize.js'
+import {FileBuffers} from './fileBuffers.js'
+import {DEFAULT_NORMALIZE_OPTIONS, KnownHeader, normalizeImage, NormalizeOptions, NormalizeResult} from './normalize.js'
 import {putObject} from './objects.js'
 import {NEW_BRONZE_CAPTION, NEW_BRONZE_IMAGES} from './pending.js'
 import {hashToHex, PERCEPTUAL_HASH_VERSION} from './perceptualHash.js'
@@ -62,12 +62,13 @@ export async function runSilver(layout: LakeLayout, options: SilverOptions = {})
     // A rebuild replaces silver.captions whole: model captions are not silver's to recompute
     // (they cost model time), so they are carried into the new table unchanged.
     if (options.full) await carryModelCaptions(layout, stage.batch, options)
+    const originals = new FileBuffers() // one reused buffer per image in flight, as ingest reads
     await forEachLimited(
       images,
       options.concurrency ?? Math.max(2, os.availableParallelism() * 2),
       options.signal,
       async (image) => {
-        await normalizeOne(layout, stage, image, normalize)
+        await normalizeOne(layout, stage, image, normalize, originals)
         progress()
       },
       {when: () => stage.batchDue, run: () => stage.commit()},
@@ -165,11 +166,17 @@ export async function pendingSilverWork(
   }
 }
 
-async function normalizeOne(layout: LakeLayout, stage: StageRun, {sha256, header}: PendingImage, options: NormalizeOptions): Promise<void> {
+async function normalizeOne(
+  layout: LakeLayout,
+  stage: StageRun,
+  {sha256, header}: PendingImage,
+  options: NormalizeOptions,
+  originals: FileBuffers,
+): Promise<void> {
   const now = new Date().toISOString()
-  let bytes: Buffer
+  let original: {bytes: Buffer; release: () => void}
   try {
-    bytes = await readFile(layout.objectPath(sha256))
+    original = await originals.read(layout.objectPath(sha256))
   } catch (error) {
     stage.reject('object_missing')
     stage.batch.add(SILVER_IMAGES.id, {
@@ -182,7 +189,12 @@ async function normalizeOne(layout: LakeLayout, stage: StageRun, {sha256, header
     })
     return
   }
-  const result = await normalizeImage(bytes, options, header)
+  let result: NormalizeResult
+  try {
+    result = await normalizeImage(original.bytes, options, header)
+  } finally {
+    original.release() // the decode is done with them: the next image may reuse the memory
+  }
   if (result.status === 'rejected') {
     stage.reject(result.reason)
     stage.batch.add(SILVER_IMAGES.id, {
