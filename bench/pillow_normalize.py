@@ -18,7 +18,10 @@ mlcap; the scale is chosen the same way (the largest that keeps the image at lea
 large as the output). Without it, EXIF orientation is applied first (ImageOps.exif_transpose
 as its documentation shows it), which decodes every image at full size.
 
-Usage: pillow_normalize.py [--draft] OUT FILE...
+--processes N: the pool's size (default: every core); 1 runs the script as most are
+written, one image after another in one process.
+
+Usage: pillow_normalize.py [--draft] [--processes N] OUT FILE...
 """
 import hashlib
 import io
@@ -107,7 +110,17 @@ if __name__ == "__main__":
     draft = argv[0] == "--draft"
     if draft:
         argv = argv[1:]
+    processes = os.cpu_count()
+    if argv[0] == "--processes":
+        processes, argv = int(argv[1]), argv[2:]
     out, files = argv[0], argv[1:]
-    with Pool(os.cpu_count(), initializer=init, initargs=(draft,)) as pool, open(os.path.join(out, "rows.jsonl"), "w") as rows:
-        for row in pool.imap(normalize, [(f, out) for f in files], chunksize=8):
-            rows.write(json.dumps(row) + "\n")
+    jobs = [(f, out) for f in files]
+    with open(os.path.join(out, "rows.jsonl"), "w") as rows:
+        if processes == 1:
+            init(draft)
+            for job in jobs:
+                rows.write(json.dumps(normalize(job)) + "\n")
+        else:
+            with Pool(processes, initializer=init, initargs=(draft,)) as pool:
+                for row in pool.imap(normalize, jobs, chunksize=8):
+                    rows.write(json.dumps(row) + "\n")
