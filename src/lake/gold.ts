@@ -31,7 +31,7 @@ export interface GoldOptions extends StageOptions {
   filters?: Partial<GoldFilters>
   /** Hamming distance of pHashes at or below which two images are near-duplicates. */
   nearDuplicateDistance?: number
-  /** Keep one image per near-duplicate group (the sharpest that passes the filters); the others go to gold.excluded. */
+  /** Keep one image per near-duplicate group (the best copy that passes the filters: see betterCopy); the others go to gold.excluded. */
   dedupe?: boolean
   ratios?: SplitRatios
   /** Changes every split assignment; recorded with the run. */
@@ -52,6 +52,9 @@ interface Candidate {
   phash: string
   sharpness: number
   words: number
+  /** Pixels and file size of the original (for --dedupe's choice of the copy to keep). */
+  original_pixels: number
+  original_bytes: number
 }
 
 /**
@@ -206,7 +209,9 @@ async function goldInputs(
       await c.runAndReadAll(
         `SELECT ${PAIR_ID} AS pair_id, i.sha256, c.caption_id, c.text AS caption,
                 c.source AS caption_source, c.model_id, i.normalized_sha256 AS image_sha256,
-                i.normalized_width AS width, i.normalized_height AS height, i.phash, i.sharpness, c.words
+                i.normalized_width AS width, i.normalized_height AS height, i.phash, i.sharpness, c.words,
+                i.width::BIGINT * i.height AS original_pixels,
+                (SELECT max(b.bytes) FROM bronze.images b WHERE b.sha256 = i.sha256) AS original_bytes
            FROM ${OK_SILVER_PAIRS}
             ${full ? '' : `AND ${UNDECIDED_PAIR}`}
           ORDER BY i.sha256, c.caption_id`,
@@ -233,6 +238,8 @@ async function goldInputs(
       row.height = Number(row.height)
       row.sharpness = Number(row.sharpness)
       row.words = Number(row.words)
+      row.original_pixels = Number(row.original_pixels)
+      row.original_bytes = Number(row.original_bytes ?? 0)
     }
     return {candidates, decided, inputCommit: reader.snapshot.commitId, full, stalePairs}
   } finally {
@@ -284,8 +291,8 @@ function resolveGroups(components: Map<string, string>, decided: Decided[]): {gr
 
 /**
  * With dedupe: the one image each group keeps — one already in gold (the smallest sha256:
- * `decided` is in sha256 order), else the sharpest new one that can enter gold (`eligible`:
- * a pair of it passes the filters). Choosing among all images would let a sharp image that
+ * `decided` is in sha256 order), else the best new copy (betterCopy) that can enter gold
+ * (`eligible`: a pair of it passes the filters). Choosing among all images would let a copy that
  * the filters exclude anyway (too small, captions too short) push every other image of its
  * group out as near_duplicate, leaving the group with nothing in gold.
  */
@@ -302,10 +309,24 @@ function chooseKeepers(
     const g = groupOf.get(c.sha256) ?? c.sha256
     if (keeper.has(g) || !eligible(c)) continue
     const b = best.get(g)
-    if (!b || c.sharpness > b.sharpness || (c.sharpness === b.sharpness && c.sha256 < b.sha256)) best.set(g, c)
+    if (!b || betterCopy(c, b)) best.set(g, c)
   }
   for (const [g, c] of best) keeper.set(g, c.sha256)
   return keeper
+}
+
+/**
+ * Which of two near-duplicates --dedupe keeps: the one with the most original pixels (not a
+ * downscaled copy), then the larger original file (not a harder-compressed re-encode), then
+ * the sharper derivative, then the smaller sha256 (so the choice never depends on order).
+ * Sharpness comes late because JPEG blocking and downscaling both raise the variance of the
+ * Laplacian: ranked first, it kept thumbnails and q50 re-encodes over their originals.
+ */
+function betterCopy(c: Candidate, than: Candidate): boolean {
+  if (c.original_pixels !== than.original_pixels) return c.original_pixels > than.original_pixels
+  if (c.original_bytes !== than.original_bytes) return c.original_bytes > than.original_bytes
+  if (c.sharpness !== than.sharpness) return c.sharpness > than.sharpness
+  return c.sha256 < than.sha256
 }
 
 function excludedBy(c: Candidate, f: GoldFilters): {reason: string; detail: string} | null {

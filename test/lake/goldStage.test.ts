@@ -335,23 +335,33 @@ test('gold: a new image bridging a group gold only excluded and a group in gold.
   await assertNoGroupStraddles(layout.root)
 })
 
-test('gold --dedupe keeps the sharpest image of a group that passes the filters', async (t) => {
+test('gold --dedupe keeps the largest original of a group, not a sharper thumbnail or re-encode, among those that pass the filters', async (t) => {
   const {dir, cleanup} = tempDir('mlcap-gold-dedupe-')
   t.after(cleanup)
-  // The same picture at two sizes: the smaller derivative is the sharper one.
-  const large: Fixture = {rel: 'large.png', bytes: await blobImage(5, {width: 200, height: 150}), caption: 'a large picture of blobs'}
+  // The same picture as a large PNG, a small PNG (its derivative is the sharper one) and a
+  // JPEG q30 re-encode of the large one (same pixels, smaller file, blocking adds "sharpness").
+  const largeBytes = await blobImage(5, {width: 200, height: 150})
+  const large: Fixture = {rel: 'large.png', bytes: largeBytes, caption: 'a large picture of blobs'}
   const small: Fixture = {rel: 'small.png', bytes: await blobImage(5, {width: 120, height: 90}), caption: 'a small picture of blobs'}
+  const reencoded: Fixture = {rel: 'reencoded.jpg', bytes: await sharp(largeBytes).jpeg({quality: 30}).toBuffer(), caption: 'a re-encoded picture of blobs'}
   const layout = new LakeLayout(path.join(dir, 'lake'))
-  write(path.join(dir, 'in'), [large, small])
+  write(path.join(dir, 'in'), [large, small, reencoded])
   await ingest(layout, [path.join(dir, 'in')])
   await etl(layout, {dedupe: true})
   const sharpness = new Map((await lakeRows(layout.root, 'SELECT sha256, sharpness FROM silver.images')).map((r) => [r.sha256, Number(r.sharpness)]))
-  assert.ok(sharpness.get(sha256(small.bytes))! > sharpness.get(sha256(large.bytes))!, 'the fixture: the small one is sharper')
+  assert.ok(sharpness.get(sha256(small.bytes))! > sharpness.get(sha256(large.bytes))!, 'the fixture: the small copy is sharper')
+  assert.ok(reencoded.bytes.length < large.bytes.length, 'the fixture: the re-encode is the smaller file')
   const kept = async () => (await lakeRows(layout.root, 'SELECT sha256 FROM gold.pairs')).map((r) => r.sha256)
-  assert.deepEqual(await kept(), [sha256(small.bytes)], 'the sharpest is kept')
+  assert.equal(await lakeCount(layout.root, `SELECT count(DISTINCT group_id) FROM gold.excluded`), 1, 'one group of three')
+  assert.deepEqual(await kept(), [sha256(large.bytes)], 'the largest original is kept')
+  const excluded = await lakeRows(layout.root, 'SELECT sha256, reason, detail FROM gold.excluded ORDER BY sha256')
+  assert.deepEqual(excluded.map((r) => r.sha256), [sha256(small.bytes), sha256(reencoded.bytes)].sort())
+  assert.ok(excluded.every((r) => r.reason === 'near_duplicate' && String(r.detail).endsWith(`keeps ${sha256(large.bytes)}`)))
 
-  // The sharpest is too small for --gold-min-side 100: the large one is kept, not neither.
-  const rebuilt = await runGold(layout, {dedupe: true, full: true, filters: {minSide: 100}})
-  assert.deepEqual(rebuilt.rejects, {min_side: 1})
-  assert.deepEqual(await kept(), [sha256(large.bytes)])
+  // Between the two large copies, only the re-encode passes --min-sharpness: it is kept, not neither.
+  const floor = (sharpness.get(sha256(large.bytes))! + sharpness.get(sha256(reencoded.bytes))!) / 2
+  assert.ok(sharpness.get(sha256(reencoded.bytes))! > floor, 'the fixture: the re-encode is the sharper of the two')
+  const rebuilt = await runGold(layout, {dedupe: true, full: true, filters: {minSharpness: floor, minSide: 100}})
+  assert.deepEqual(rebuilt.rejects, {min_sharpness: 1, min_side: 1})
+  assert.deepEqual(await kept(), [sha256(reencoded.bytes)])
 })

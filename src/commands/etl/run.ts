@@ -52,7 +52,7 @@ gold: pairs ok images with ok captions, applies the quality filters, groups near
     split: Flags.string({description: 'gold: train/val/test percentages.', default: '90/5/5', helpGroup: 'GOLD'}),
     'split-seed': Flags.string({description: 'gold: seed of the split hash (changes every assignment).', default: DEFAULT_SPLIT_SEED, helpGroup: 'GOLD'}),
     'near-dup-distance': Flags.integer({description: 'gold: pHash Hamming distance for near-duplicates.', default: DEFAULT_NEAR_DUPLICATE_DISTANCE, min: 0, max: 64, helpGroup: 'GOLD'}),
-    dedupe: Flags.boolean({description: 'gold: keep only the sharpest image of each near-duplicate group (of those that pass the filters).', helpGroup: 'GOLD'}),
+    dedupe: Flags.boolean({description: 'gold: keep one image of each near-duplicate group: of those that pass the filters, the largest original (most pixels, then the largest file, then the sharpest).', helpGroup: 'GOLD'}),
     'gold-min-side': Flags.integer({description: 'gold: minimum shorter side of the normalized image.', default: DEFAULT_GOLD_FILTERS.minSide, min: 0, helpGroup: 'GOLD'}),
     'min-sharpness': Flags.string({description: 'gold: minimum variance of the Laplacian.', default: String(DEFAULT_GOLD_FILTERS.minSharpness), helpGroup: 'GOLD'}),
     'min-words': Flags.integer({description: 'gold: minimum caption words.', default: DEFAULT_GOLD_FILTERS.minWords, min: 0, helpGroup: 'GOLD'}),
