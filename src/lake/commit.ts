@@ -4,6 +4,7 @@ import {existsSync, mkdirSync, renameSync, statSync, utimesSync} from 'node:fs'
 import path from 'node:path'
 
 import {CatalogOptions, withCatalog} from './catalog.js'
+import {syncDir, syncFile} from './durable.js'
 import {MlcapError} from './errors.js'
 import {LakeLayout} from './layout.js'
 import {getTable, stagedColumns, TableDef} from './schema.js'
@@ -79,7 +80,8 @@ function selectList(def: TableDef, commitId: number): string {
  *   1. read the staged rows, drop those whose key the table already has (and duplicates
  *      within the batch) — so concurrent writers of the same work add it exactly once,
  *      because only one process can hold the catalog at a time;
- *   2. write the remaining rows to a Parquet file in the staging folder;
+ *   2. write the remaining rows to a Parquet file in the staging folder, and force it to
+ *      disk (durable.ts: a power cut must not leave the commit naming an empty file);
  *   3. record the file, its keys and the commit.
  * After the transaction commits, the staged files are renamed into their table folders.
  * A process killed before the commit leaves only staging debris (gc removes it); killed
@@ -123,6 +125,7 @@ export async function commitBatch(layout: LakeLayout, batch: StagedBatch, option
           await connection.run('ROLLBACK')
           return null
         }
+        if (promotions.length > 0) syncDir(batch.dir) // the staged files' names, before the commit that needs them (durable.ts)
         await recordCommit(connection, id, options.operation, options.runId, {...options.summary, added})
         await connection.run('COMMIT')
         return id
@@ -197,6 +200,7 @@ async function stageTable(
     await connection.run(
       `COPY (SELECT ${selectList(def, commitId)} FROM fresh ORDER BY ${def.sortBy}) TO ${quotedString(file.staged)} (${PARQUET_OPTIONS})`,
     )
+    syncFile(file.staged)
     await connection.run(`INSERT INTO keys SELECT $t, __key, $c FROM fresh`, {t: def.id, c: commitId})
     await recordFile(connection, layout, file, def.id, commitId, count)
     promotions.push(file)

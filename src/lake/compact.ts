@@ -3,6 +3,7 @@ import {existsSync, statSync} from 'node:fs'
 
 import {CatalogOptions, withCatalog} from './catalog.js'
 import {newDataFile, nextCommitId, PARQUET_OPTIONS, promote, recordCommit, recordFile, retireFiles} from './commit.js'
+import {syncDir, syncFile} from './durable.js'
 import {invalidParameter, MlcapError} from './errors.js'
 import {LakeLayout} from './layout.js'
 import {beginRun, finishCommittedRun, finishRun, Run} from './runs.js'
@@ -168,6 +169,7 @@ export async function compactTable(layout: LakeLayout, tableId: string, options:
             await connection.run('ROLLBACK')
             return
           }
+          syncDir(staging.dir)
           await recordCommit(connection, commitId, 'compact', run.runId, {table: def.id, files_before: outcome.filesBefore, files_after: outcome.filesAfter, rows: outcome.rows, added: {}})
           await connection.run('COMMIT')
           outcome.commitId = commitId
@@ -252,6 +254,7 @@ async function rewriteGroup(
   await connection.run(
     `COPY (SELECT * FROM read_parquet(${list}, union_by_name = true) ORDER BY ${def.sortBy}) TO ${quotedString(staged)} (${PARQUET_OPTIONS})`,
   )
+  syncFile(staged)
   const rows = Number((await connection.runAndReadAll(`SELECT count(*) FROM read_parquet(${quotedString(staged)})`)).getRows()[0][0])
   const expected = group.reduce((n, f) => n + f.rows, 0)
   if (rows !== expected) {
