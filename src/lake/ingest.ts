@@ -255,7 +255,7 @@ class IngestState {
   readonly commits: number[] = []
   readonly progress: IngestProgress = {discovered: 0, processed: 0, rejected: 0}
   readonly rejectsByReason: Record<string, number> = {}
-  /** realpath → sha256 of every image this run read or already knew (captions link through it). */
+  /** realpath → sha256 of every image this run read (captions link through it, and through `known` for unchanged files). */
   readonly imageByPath = new Map<string, string>()
   readonly seenImages = new Set<string>()
   /** One reused buffer per file in flight (see fileBuffers.ts). */
@@ -305,7 +305,8 @@ class IngestState {
     let release: (() => void) | undefined
     try {
       if (isUnchanged(known, entry)) {
-        this.imageByPath.set(entry.path, known.sha256)
+        // Not in imageByPath: captions find it in `known` (ingestCaptions), and a re-run over a
+        // large folder would hold a second entry per unchanged file.
         this.seenImages.add(known.sha256)
         return
       }

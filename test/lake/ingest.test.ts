@@ -144,6 +144,19 @@ test('the same photo in two folders is one image with two sources; re-ingest add
   }
 })
 
+test('a caption sidecar added after its image was ingested links to that image on the next run (the image is unchanged, not read again)', async (t) => {
+  const {dir, cleanup} = tempDir('mlcap-ingest-sidecar-')
+  t.after(cleanup)
+  const bytes = await writeImage(path.join(dir, 'in', 'dog.png'), 7)
+  const layout = new LakeLayout(path.join(dir, 'lake'))
+  await ingest(layout, [path.join(dir, 'in')])
+  writeFileSync(path.join(dir, 'in', 'dog.txt'), 'a dog on a beach')
+  const again = await ingest(layout, [path.join(dir, 'in')])
+  assert.deepEqual(again.images, {new: 0, known: 1})
+  assert.deepEqual(await lakeRows(layout.root, 'SELECT sha256, text FROM bronze.captions'), [{sha256: sha(bytes), text: 'a dog on a beach'}])
+  assert.deepEqual(await lakeRows(layout.root, 'SELECT count(*)::INTEGER AS n FROM bronze.rejects'), [{n: 0}])
+})
+
 test('EXIF: orientation, camera and capture time are recorded; GPS is a flag unless --keep-gps', async () => {
   const {dir, cleanup} = tempDir('mlcap-ingest-')
   try {
