@@ -35,7 +35,7 @@ The same lake commit and arguments give byte-identical files. manifest.json reco
     split: Flags.string({description: 'Split to export.', options: [...EXPORT_SPLITS], default: 'all'}),
     where: Flags.string({description: 'SQL predicate over gold.pairs selecting the pairs to export.'}),
     limit: Flags.integer({description: 'At most this many images (a fixed sample by SHA-256, across splits).', min: 1}),
-    original: Flags.boolean({description: 'Export the original image bytes instead of the normalized derivatives.'}),
+    original: Flags.boolean({description: 'Export the original image bytes instead of the normalized derivatives (with all their metadata, GPS included, and EXIF orientation; width and height are the stored pixels\', before orientation).'}),
     captions: Flags.string({description: 'Captions per image: all of them, or the first by caption_id.', options: ['all', 'first'], default: 'all'}),
     'shard-size': Flags.integer({description: 'Images per shard (hf, webdataset).', default: DEFAULT_SHARD_SIZE, min: 1}),
     overwrite: Flags.boolean({description: 'Replace an earlier mlcap export in --out once the new one is complete.'}),
