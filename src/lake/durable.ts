@@ -26,14 +26,29 @@ export function syncFile(file: string): void {
   }
 }
 
-/** Forces the entries of `dir` (files created or renamed in it), and its own entry in its parent, to disk. */
+/**
+ * Forces the entries of `dir` (files created or renamed in it), and its own entry in its
+ * parent, to disk. Where the platform or filesystem cannot sync a folder (Windows, some FUSE
+ * and network filesystems refuse with one of NO_FOLDER_SYNC), this is skipped rather than
+ * failing every commit: the files themselves are still synced.
+ */
 export function syncDir(dir: string): void {
   for (const d of [dir, path.dirname(dir)]) {
-    const fd = openSync(d, 'r')
+    let fd: number
+    try {
+      fd = openSync(d, 'r')
+    } catch (error) {
+      if (NO_FOLDER_SYNC.has((error as NodeJS.ErrnoException).code ?? '')) return
+      throw error
+    }
     try {
       fsyncSync(fd)
+    } catch (error) {
+      if (!NO_FOLDER_SYNC.has((error as NodeJS.ErrnoException).code ?? '')) throw error
     } finally {
       closeSync(fd)
     }
   }
 }
+
+const NO_FOLDER_SYNC = new Set(['EISDIR', 'EINVAL', 'EPERM', 'ENOTSUP', 'EBADF'])
