@@ -25,7 +25,7 @@ import {ingest} from '../src/lake/ingest.js'
 import {LakeLayout} from '../src/lake/layout.js'
 import {LakeReader} from '../src/lake/reader.js'
 import {runSilver} from '../src/lake/silver.js'
-import {dropCaches, timeMlcap, WORK} from './lib.js'
+import {dropCaches, median, timeMlcap, WORK} from './lib.js'
 
 const RUNS = 5
 const TARGET_RATIO = 1.5
@@ -120,7 +120,6 @@ function canDropCaches(): boolean {
   }
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 
 export async function main(pairs = Number(process.argv[2] ?? process.env.BENCH_EXPORT_PAIRS ?? 2000)): Promise<ExportBenchResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mlcap-bench-export-'))

@@ -131,6 +131,9 @@ export function dropCaches(): void {
   spawnSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'], {stdio: 'ignore'})
 }
 
+/** The middle value (the upper one of the two middles for an even count). */
+export const median = (values: readonly number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+
 export function report(title: string, rows: Array<[string, string]>): void {
   console.log(`\n${title}`)
   const width = Math.max(...rows.map(([k]) => k.length))
