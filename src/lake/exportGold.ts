@@ -350,7 +350,7 @@ class ObjectReader {
       `export: ${this.what(hash, row)} is missing from the object store (${file}); expected every image gold.pairs names to be there`,
       {
         hint: this.original
-          ? 'something outside mlcap removed it: ingest its file again (mlcap ingest <file> --rehash) or restore the objects folder from a backup'
+          ? `something outside mlcap removed it: repair it by ${REPAIR_ORIGINAL}, or restore the objects folder from a backup`
           : `rebuild the derivative: ${REPAIR_DERIVATIVE}; or export the originals with --original`,
         cause,
       },

@@ -6,9 +6,9 @@
  *  1. Header only (`metadata()`, no pixel decode): format, size, orientation; or, for
  *     single-page JPEG/PNG/WebP, what bronze recorded from the same header at ingest
  *     (`KnownHeader`). SVG/XML is refused before libvips sees it. Rejected here, without
- *     decoding: more pixels than `maxPixels` (`too_many_pixels`), shorter side < `minSide` (`too_small`), longer/shorter
- *     side > `maxAspectRatio` (`extreme_aspect_ratio`). Sizes are as displayed (after EXIF
- *     orientation) and of the first page/frame.
+ *     decoding: more pixels than `maxPixels` (`too_many_pixels`), shorter side < `minSide`
+ *     (`too_small`), longer/shorter side > `maxAspectRatio` (`extreme_aspect_ratio`). Sizes
+ *     are as displayed (after EXIF orientation) and of the first page/frame.
  *  2. One decode (`failOn: 'error'`: a truncated or corrupt file fails → `undecodable`;
  *     mere warnings such as extra bytes after the end marker are tolerated) of the first
  *     page/frame only (`pages: 1, page: 0`), with libvips' shrink-on-load for JPEG/WebP:

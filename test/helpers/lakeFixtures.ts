@@ -98,7 +98,8 @@ export interface CliOptions {
   timeoutMs?: number
 }
 
-function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+/** The environment the CLI runs in under test: no inherited lake, lock timeout, debug or NODE_OPTIONS; `extra` on top. */
+export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', FORCE_COLOR: '0'}
   delete env.MLCAP_LAKE
   delete env.MLCAP_LOCK_TIMEOUT_MS

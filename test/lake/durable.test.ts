@@ -10,15 +10,14 @@ import {spawnSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
 import path from 'node:path'
 
-import {CLI, tempDir, writeImageFolder} from '../helpers/lakeFixtures.js'
+import {CLI, cliEnv, tempDir, writeImageFolder} from '../helpers/lakeFixtures.js'
 
 const HAS_STRACE = spawnSync('strace', ['-V']).status === 0
 
 /** Runs the CLI under strace; returns the traced calls as `{call, path, to?}` in the order they returned. */
 function traced(args: string[], traceFile: string): Array<{call: string; path: string; to?: string}> {
-  const env = {...process.env}
-  delete env.NODE_OPTIONS
-  const result = spawnSync('strace', ['-f', '-qq', '-y', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2', '-o', traceFile, process.execPath, CLI, ...args], {env, encoding: 'utf8'})
+  const trace = ['-f', '-qq', '-y', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2', '-o', traceFile]
+  const result = spawnSync('strace', [...trace, process.execPath, CLI, ...args], {env: cliEnv(), encoding: 'utf8'})
   assert.equal(result.status, 0, result.stderr)
   const calls: Array<{call: string; path: string; to?: string}> = []
   for (const line of readFileSync(traceFile, 'utf8').split('\n')) {
